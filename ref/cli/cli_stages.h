@@ -1,0 +1,8 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Entry points of the `resq` stages (argc/argv without the stage name). */
+#ifndef RESQ_CLI_STAGES_H
+#define RESQ_CLI_STAGES_H
+int cli_hadamard(int argc, char **argv);
+int cli_quant_act(int argc, char **argv);
+int cli_quant_kv(int argc, char **argv);
+#endif
