@@ -5,4 +5,6 @@
 int cli_hadamard(int argc, char **argv);
 int cli_quant_act(int argc, char **argv);
 int cli_quant_kv(int argc, char **argv);
+int cli_quant_weight(int argc, char **argv);
+int cli_gemm(int argc, char **argv);
 #endif

@@ -17,6 +17,8 @@ static const stage_entry k_stages[] = {
     {"hadamard", cli_hadamard, "y = (x .* s) H_n^T along the last axis (or the offline weight form)"},
     {"quant-act", cli_quant_act, "per-token / grouped asymmetric mixed 4/8-bit quantization + dequantization"},
     {"quant-kv", cli_quant_kv, "per-head KV-cache quantization (path A, or upstream bf16 parity)"},
+    {"quant-weight", cli_quant_weight, "symmetric per-channel 4/8-bit weight quantization (RTN) + GEMM packing"},
+    {"gemm", cli_gemm, "mixed INT4/INT8 GEMM on quantized operands, or the FP16 baseline"},
 };
 
 static void usage(FILE *f) {
@@ -25,7 +27,7 @@ static void usage(FILE *f) {
           "       resq <stage> --help         inputs, outputs (name, dtype, shape) and parameters\n"
           "       resq --version\n\nstages:\n");
   for (size_t i = 0; i < sizeof k_stages / sizeof k_stages[0]; i++)
-    fprintf(f, "  %-10s %s\n", k_stages[i].name, k_stages[i].summary);
+    fprintf(f, "  %-13s %s\n", k_stages[i].name, k_stages[i].summary);
   fprintf(f,
           "\nInputs are NPY files (v1-v3, little endian, C order). 16-bit float inputs may be f16,\n"
           "bf16 saved as '<V2', or bf16 bit patterns saved as uint16. Outputs are written to the\n"

@@ -3,9 +3,11 @@
 #ifndef RESQ_RESQ_H
 #define RESQ_RESQ_H
 #include "resq/dtype.h"
+#include "resq/gemm.h"
 #include "resq/hadamard.h"
 #include "resq/npy.h"
 #include "resq/quant_act.h"
+#include "resq/quant_weight.h"
 #include "resq/rng.h"
 #include "resq/status.h"
 #endif
