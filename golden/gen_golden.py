@@ -19,6 +19,7 @@ Generator seeded per case).
 
 import argparse
 import hashlib
+import math
 import os
 import re
 import shutil
@@ -34,12 +35,18 @@ F32 = np.dtype("<f4")
 U8 = np.dtype("|u1")
 I8 = np.dtype("|i1")
 I32 = np.dtype("<i4")
-DTYPE_NAMES = {F16: "f16", F32: "f32", U8: "u8", I8: "i8", I32: "i32"}
+F64 = np.dtype("<f8")
+DTYPE_NAMES = {F16: "f16", F32: "f32", U8: "u8", I8: "i8", I32: "i32", F64: "f64"}
 
 STAGE_HAD = "hadamard_f16"
 STAGE_ACT = "quant_act_f16_q4q8"
 STAGE_KV = "quant_kv_f16_q4q8"
-STAGES = (STAGE_HAD, STAGE_ACT, STAGE_KV)
+STAGE_QW = "quant_weight_f32"
+STAGE_GEMM = "gemm_q4q8_f16"
+STAGE_GF16 = "gemm_f16"
+STAGE_GPTQ = "gptq_f64"
+STAGE_PCA = "pca_f64"
+STAGES = (STAGE_HAD, STAGE_ACT, STAGE_KV, STAGE_QW, STAGE_GEMM, STAGE_GF16, STAGE_GPTQ, STAGE_PCA)
 
 MANIFEST_HEADER = "stage\tcase\tfile\trole\tdtype\tshape\tseed\tparams\tsha256"
 
@@ -684,6 +691,969 @@ def gen_quant_kv(w):
     kv_case(w, case, to_f16(x), 4, 32, 4, seed=seed)
 
 
+# ==========================================================================
+# Shared helpers of the stages below (sections 10-13)
+#
+# Everything that ends up in an output is computed with elementwise numpy ops (one rounding per
+# op), sqrt (correctly rounded) and exact integer arithmetic only: no BLAS/LAPACK call (np.dot,
+# @, np.linalg), no np.sum (pairwise order), no transcendental numpy ufunc whose SIMD version
+# may differ between CPUs. So the files are the same on every x86-64 machine with this numpy,
+# whatever BLAS the system has (golden_regen compares sha256).
+# ==========================================================================
+
+def seq_rowsum(e):
+    """Row sums of float64 [N, n], each accumulated left to right (np.add.accumulate is the
+    sequential recurrence out[j] = out[j-1] + e[j], unlike np.sum's pairwise order)."""
+    return np.add.accumulate(e, axis=1)[:, -1]
+
+
+def seq_sum(v):
+    """Sum of a float64 vector, left to right."""
+    return float(np.add.accumulate(np.asarray(v, dtype=np.float64))[-1])
+
+
+def seq_matmul(A, B):
+    """A [n, k] @ B [k, m] in float64, every entry summed over k ascending (a loop of outer
+    products: elementwise multiply, then elementwise add)."""
+    out = np.outer(A[:, 0], B[0])
+    for k in range(1, A.shape[1]):
+        out += np.outer(A[:, k], B[k])
+    return out
+
+
+def seq_outer_sum(X):
+    """sum_t x_t x_t^T of X float64 [T, d], token by token in order (each product x_i x_j of two
+    widened fp32 values is exact in double; only the additions round)."""
+    d = X.shape[1]
+    S = np.zeros((d, d))
+    for t in range(X.shape[0]):
+        S += np.outer(X[t], X[t])
+    return S
+
+
+def set_diag(A, v):
+    i = np.arange(A.shape[0])
+    A[i, i] = v
+
+
+def to_f32_exact(a):
+    """float64 -> float32, asserting the values were representable."""
+    out = np.asarray(a, dtype=np.float64).astype(F32)
+    assert np.array_equal(out.astype(np.float64), a)
+    return out
+
+
+# ==========================================================================
+# Weight quantizer (CONTRACT section 10)
+# ==========================================================================
+
+W_FLOOR = np.float32(1e-5)   # fp32 constant 1e-5f
+MSE_GRID = 80                # i = 0 .. 79: p = 1 - i/100 (grid 100, maxshrink 0.8)
+MSE_NORM = 2.4
+NEAR_TIE_REL = 1e-12
+
+
+class NearTie(Exception):
+    pass
+
+
+def wq_maxq(bits):
+    """maxq of a symmetric b-bit quantizer: 2^(b-1) - 1."""
+    return (1 << (bits - 1)) - 1
+
+
+def wq_codes(ws, s, bits):
+    """clamp(rint(w / s), -maxq-1, maxq) in fp32, one s per row; float32 result."""
+    maxq = np.float32(wq_maxq(bits))
+    q = np.rint(ws / s[:, None])
+    q = np.minimum(np.maximum(q, -maxq - np.float32(1)), maxq)
+    assert q.dtype == np.float32
+    return q
+
+
+def wquant_scale(ws, bits, mse, guard=True):
+    """Scale of every row of ws float32 [N, n], n >= 1 (section 10): a = max(max|w|, 1e-5f),
+    RTN s = a / maxq, or the MSE clip search. With guard, raises NearTie when the search has a
+    candidate whose error is within NEAR_TIE_REL of the winner's (its choice could then depend on
+    the last bit of pow) unless both candidates have bit-identical |q - w| vectors."""
+    ws = np.asarray(ws)
+    assert ws.dtype == np.float32 and ws.ndim == 2 and ws.shape[1] >= 1
+    maxq = np.float32(wq_maxq(bits))
+    a = np.maximum(np.abs(ws).max(axis=1), W_FLOOR)
+    if not mse:
+        s = a / maxq
+        assert s.dtype == np.float32
+        return s
+    N = ws.shape[0]
+    best = np.full(N, np.inf)
+    scale = np.zeros(N, dtype=np.float32)
+    errs, diffs = [], []
+    for i in range(MSE_GRID):
+        p = np.float32(1 - i / 100)          # the double 1 - i/100 rounded to fp32
+        s1 = (p * a) / maxq                  # fp32 multiply, then fp32 divide
+        assert s1.dtype == np.float32
+        q = s1[:, None] * wq_codes(ws, s1, bits)
+        d = np.abs(q - ws)                   # fp32 subtract, exact abs
+        assert d.dtype == np.float32
+        err = seq_rowsum(np.power(d.astype(np.float64), MSE_NORM))  # double pow, sequential sum
+        better = err < best                  # strict: the first best wins
+        best = np.where(better, err, best)
+        scale = np.where(better, s1, scale)
+        if guard:
+            errs.append(err)
+            diffs.append(d)
+    if guard:
+        E = np.stack(errs, axis=1)
+        ib = np.argmin(E, axis=1)            # first minimum = the strict-< winner
+        for n in range(N):
+            b = E[n, ib[n]]
+            for j in np.nonzero(np.abs(E[n] - b) <= NEAR_TIE_REL * b)[0]:
+                if j != ib[n] and not np.array_equal(diffs[j][n], diffs[ib[n]][n]):
+                    raise NearTie("row %d: candidates %d and %d: errors %r, %r" % (n, ib[n], j, b, E[n, j]))
+    return scale
+
+
+def quant_weight(W, r, bits_lo, bits_hi, mse, guard=True):
+    """Section 10 on W float32 [N, K]: codes int8 [N, K], scale_lo, scale_hi float32 [N] (0 for an
+    empty part), w_hat float32 [N, K] = s * code (one fp32 multiply)."""
+    W = np.asarray(W)
+    assert W.dtype == np.float32
+    N, K = W.shape
+    nlo = K - r
+    codes = np.zeros((N, K), dtype=np.float32)
+    s_lo = np.zeros(N, dtype=np.float32)
+    s_hi = np.zeros(N, dtype=np.float32)
+    w_hat = np.zeros((N, K), dtype=np.float32)
+    for lo, hi, bits, sl in ((0, nlo, bits_lo, s_lo), (nlo, K, bits_hi, s_hi)):
+        if hi > lo:
+            part = np.ascontiguousarray(W[:, lo:hi])
+            sl[:] = wquant_scale(part, bits, mse, guard)
+            codes[:, lo:hi] = wq_codes(part, sl, bits) + np.float32(0.0)   # integer codes: -0 -> +0
+            w_hat[:, lo:hi] = sl[:, None] * codes[:, lo:hi]
+    assert w_hat.dtype == np.float32
+    return codes.astype(np.int8), s_lo, s_hi, w_hat
+
+
+def weight_like(rng, N, K, scale=0.02, n_out=3):
+    """Gaussian weight rows with a few large outlier input columns (float32)."""
+    w = rng.standard_normal((N, K)) * scale
+    n_out = min(K, n_out)
+    cols = rng.choice(K, size=n_out, replace=False)
+    w[:, cols] *= rng.uniform(5.0, 20.0, size=n_out)[None, :]
+    return w.astype(F32)
+
+
+# ---- quant_weight_f32 ----
+
+NOTES = []   # seed perturbations etc., printed at the end
+
+
+def qw_case(w, case, make_w, r, bits_lo=4, bits_hi=8, mse=0, seed=None):
+    """make_w(rng) -> float32 [N, K]. With random data the case seed is tried first; on an MSE
+    near-tie the seed is perturbed (seed + 1, ...), recorded in the manifest's seed column and in
+    NOTES."""
+    base = case_seed(STAGE_QW, case) if seed is None else seed
+    for attempt in range(50):
+        sd = (base + attempt) & 0x7FFFFFFF
+        W = make_w(np.random.default_rng(sd))
+        try:
+            codes, s_lo, s_hi, w_hat = quant_weight(W, r, bits_lo, bits_hi, mse)
+        except NearTie as e:
+            if base == 0:
+                raise
+            NOTES.append("%s/%s: seed %d has an MSE near-tie (%s); perturbed" % (STAGE_QW, case, sd, e))
+            continue
+        break
+    else:
+        raise RuntimeError("%s: no seed without a near-tie" % case)
+    N, K = W.shape
+    params = "N=%d;K=%d;r=%d;bits_lo=%d;bits_hi=%d;mse=%d" % (N, K, r, bits_lo, bits_hi, mse)
+    w.case(STAGE_QW, case, sd if base else 0, params, [("w", W)],
+           [("codes", codes), ("scale_lo", s_lo), ("scale_hi", s_hi), ("w_hat", w_hat)])
+
+
+def zero_tiny_rows(rng, K, r):
+    """Rows: all zero; lo part zero; hi part zero; every |w| < 1e-5 (the floor applies); all
+    equal negative; two ordinary gaussian rows."""
+    rows = np.zeros((7, K))
+    rows[1, K - r:] = rng.standard_normal(r) * 0.05
+    rows[2, :K - r] = rng.standard_normal(K - r) * 0.05
+    rows[3] = rng.uniform(-9e-6, 9e-6, size=K)
+    rows[4] = -0.375
+    rows[5:] = rng.standard_normal((2, K)) * 0.02
+    return rows.astype(F32)
+
+
+def tie_weight_rows(K, r):
+    """s an exact power of two and w/s = j + 0.5 exactly (half to even both ways). Row 0: 4-bit
+    part max |w| = 7/16 (s = 1/16) and values (j + 0.5)/16, j = -7..6; 8-bit part max 127/128
+    (s = 1/128) and ties around -127 .. 126; row 1: the same negated; row 2: row 0 times 2^-10.
+    (RTN never reaches the code -maxq-1: |w|/s <= maxq up to one rounding.)"""
+    nlo = K - r
+    lo_vals = [-7.0] + [j + 0.5 for j in range(-7, 7)]            # -7, -6.5 .. 6.5
+    hi_vals = [127.0] + [j + 0.5 for j in (-127, -126, -64, -3, -2, -1, 0, 1, 2, 125, 126)]
+    lo = np.array([lo_vals[i % len(lo_vals)] for i in range(nlo)]) / 16.0
+    hi = np.array([hi_vals[i % len(hi_vals)] for i in range(r)]) / 128.0
+    row = np.concatenate([lo, hi])
+    return to_f32_exact(np.stack([row, -row, row * 2.0 ** -10]))
+
+
+def recip_weight_rows(rng, N, K, r):
+    """Rows where rint(w / s) != rint(w * (1/s)) for some values (s = a / maxq of the row's part):
+    values a few ulps around (j + 0.5) s, kept where the quotient and the reciprocal product
+    round to different integers; the rest gaussian below a."""
+    out = np.zeros((N, K), dtype=F32)
+    one = np.float32(1.0)
+    for n in range(N):
+        for lo, hi, maxq in ((0, K - r, 7), (K - r, K, 127)):
+            a = np.float32(rng.uniform(0.01, 0.1))
+            s = a / np.float32(maxq)
+            hits = []
+            for _ in range(100000):
+                j = rng.integers(-maxq, maxq)
+                base = np.float32((j + 0.5) * float(s))
+                for k in range(-4, 5):
+                    v = np.nextafter(base, np.float32(np.inf if k > 0 else -np.inf), dtype=F32) if k else base
+                    for _i in range(abs(k) - 1):
+                        v = np.nextafter(v, np.float32(np.inf if k > 0 else -np.inf), dtype=F32)
+                    if abs(v) < a and np.rint(v / s) != np.rint(v * (one / s)):
+                        hits.append(v)
+                if len(hits) >= (hi - lo) // 4:
+                    break
+            vals = rng.uniform(-float(a), float(a), size=hi - lo).astype(F32)
+            vals[0] = a if n % 2 == 0 else -a
+            vals[1:1 + len(hits)] = hits[:hi - lo - 1]
+            out[n, lo:hi] = vals[np.concatenate([[0], 1 + rng.permutation(hi - lo - 1)])]
+    return out
+
+
+def mse_errors(ws, bits, f32sum=False):
+    """The 80 MSE candidate errors of one slice ws float32 [n]: double sums (section 10) or, with
+    f32sum, the same pow values summed sequentially in fp32 (upstream's precision)."""
+    maxq = np.float32(wq_maxq(bits))
+    a = np.maximum(np.abs(ws).max(), W_FLOOR)
+    p = np.array([1 - i / 100 for i in range(MSE_GRID)]).astype(F32)
+    s1 = (p * a) / maxq
+    d = np.abs(s1[:, None] * wq_codes(np.broadcast_to(ws, (MSE_GRID, ws.size)), s1, bits) - ws[None, :])
+    e = np.power(d.astype(np.float64), MSE_NORM)
+    if not f32sum:
+        return seq_rowsum(e)
+    e = e.astype(F32)
+    acc = np.zeros(MSE_GRID, dtype=F32)
+    for j in range(e.shape[1]):
+        acc = acc + e[:, j]
+    return acc
+
+
+def f32sum_sensitive_rows(rng, N, K, r, bits=4):
+    """Gaussian rows (with outliers) whose lo part is tuned so that the double error sum of the
+    MSE search (Deviation D8) and an fp32 sum pick different p: one element is bisected (over
+    fp32 values) until the two best candidates' double errors cross; of the two values around
+    the crossing the one on which the fp32 sum disagrees is kept (relative error difference
+    ~1e-8, far above the 1e-12 near-tie guard)."""
+    rows = []
+    nlo = K - r
+    while len(rows) < N:
+        w = weight_like(rng, 1, K)[0]
+        ws = w[:nlo].copy()
+        e = mse_errors(ws, bits)
+        i1 = int(np.argmin(e))
+        i2 = int(np.argmin(np.where(np.arange(MSE_GRID) == i1, np.inf, e)))
+        amax = np.abs(ws).max()
+        for k in rng.permutation(nlo)[:20]:
+            if abs(ws[k]) == amax:
+                continue
+
+            def delta(v):
+                t = ws.copy()
+                t[k] = v
+                ee = mse_errors(t, bits)
+                return ee[i1] - ee[i2], t
+            lo_v, hi_v = np.float32(-0.99 * amax), np.float32(0.99 * amax)
+            dl, dh = delta(lo_v)[0], delta(hi_v)[0]
+            if not (dl < 0) != (dh < 0):
+                continue
+            for _ in range(80):
+                mid = np.float32((float(lo_v) + float(hi_v)) / 2)
+                if mid == lo_v or mid == hi_v:
+                    break
+                dm = delta(mid)[0]
+                if (dm < 0) == (dl < 0):
+                    lo_v, dl = mid, dm
+                else:
+                    hi_v, dh = mid, dm
+            done = False
+            for v in (lo_v, hi_v):
+                t = delta(v)[1]
+                if int(np.argmin(mse_errors(t, bits))) != int(np.argmin(mse_errors(t, bits, f32sum=True))):
+                    cand = w.copy()
+                    cand[:nlo] = t
+                    try:
+                        quant_weight(cand[None, :], r, bits, 8, 1)
+                    except NearTie:
+                        continue
+                    rows.append(cand)
+                    done = True
+                    break
+            if done:
+                break
+    return np.stack(rows)
+
+
+def gen_quant_weight(w):
+    st = STAGE_QW
+
+    def gauss_w(N, K):
+        return lambda rng: weight_like(rng, N, K)
+
+    for K, N in ((64, 16), (4096, 8)):
+        base = "gauss_k%d_r%d" % (K, K // 8)
+        sd = case_seed(st, base)
+        qw_case(w, base, gauss_w(N, K), K // 8, seed=sd)
+        qw_case(w, base + "_mse", gauss_w(N, K), K // 8, mse=1, seed=sd)
+    for K, N in ((64, 16), (4096, 8)):
+        base = "down_proj_k%d_r0" % K
+        sd = case_seed(st, base)
+        qw_case(w, base, gauss_w(N, K), 0, seed=sd)
+        qw_case(w, base + "_mse", gauss_w(N, K), 0, mse=1, seed=sd)
+    base = "all_hi_k64_r64"
+    sd = case_seed(st, base)
+    qw_case(w, base, gauss_w(16, 64), 64, seed=sd)
+    qw_case(w, base + "_mse", gauss_w(16, 64), 64, mse=1, seed=sd)
+    for bl, bh in ((3, 6), (2, 8)):
+        base = "bits%d_%d_k64_r8" % (bl, bh)
+        sd = case_seed(st, base)
+        qw_case(w, base, gauss_w(16, 64), 8, bits_lo=bl, bits_hi=bh, seed=sd)
+        qw_case(w, base + "_mse", gauss_w(16, 64), 8, bits_lo=bl, bits_hi=bh, mse=1, seed=sd)
+    base = "zero_tiny_rows_k64_r8"
+    sd = case_seed(st, base)
+    qw_case(w, base, lambda rng: zero_tiny_rows(rng, 64, 8), 8, seed=sd)
+    qw_case(w, base + "_mse", lambda rng: zero_tiny_rows(rng, 64, 8), 8, mse=1, seed=sd)
+    qw_case(w, "ties_k64_r16", lambda rng: tie_weight_rows(64, 16), 16, seed=0)
+    qw_case(w, "div_not_recip_k64_r16", lambda rng: recip_weight_rows(rng, 4, 64, 16), 16)
+    qw_case(w, "f32_sum_sensitive_k256_r32_mse", lambda rng: f32sum_sensitive_rows(rng, 4, 256, 32), 32, mse=1)
+    for K, r in ((1, 0), (1, 1), (9, 1), (9, 2)):
+        case = "tiny_k%d_r%d_mse" % (K, r)
+        qw_case(w, case, gauss_w(4, K), r, mse=1)
+
+
+# ==========================================================================
+# Mixed INT4/INT8 GEMM and the FP16 baseline (CONTRACT section 11)
+# ==========================================================================
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def unpack_nibbles(packed, G, n):
+    """u8 [M, G*ceil(n/2)] -> int64 [M, G, n] (element 2i = low nibble)."""
+    M = packed.shape[0]
+    nb = (n + 1) // 2
+    p = packed.reshape(M, G, nb).astype(np.int64)
+    out = np.empty((M, G, 2 * nb), dtype=np.int64)
+    out[:, :, 0::2] = p & 0xF
+    out[:, :, 1::2] = p >> 4
+    return out[:, :, :n]
+
+
+def sext4(v):
+    """Two's complement nibble [0, 15] -> [-8, 7]."""
+    return (v ^ 8) - 8
+
+
+def pack_weight(codes, s_lo, s_hi, K, group, r):
+    """int8 codes [N, K] in the GEMM's K order (the G*(group-r) lo columns group by group, then the
+    G*r hi columns) -> the canonical resq_qweight arrays of resq/gemm.h."""
+    N = codes.shape[0]
+    G = K // group
+    nlo = group - r
+    c = codes.astype(np.int64)
+    lo = c[:, :G * nlo].reshape(N, G, nlo)
+    hi = c[:, G * nlo:].reshape(N, G, r)
+    assert lo.size == 0 or (lo.min() >= -8 and lo.max() <= 7)
+    assert hi.size == 0 or (hi.min() >= -128 and hi.max() <= 127)
+    return {"w_q_lo": pack_nibbles((lo & 0xF).astype(np.uint8)),
+            "w_q_hi": hi.reshape(N, G * r).astype(I8),
+            "w_scale_lo": np.asarray(s_lo, dtype=F32), "w_scale_hi": np.asarray(s_hi, dtype=F32),
+            "w_sum_lo": lo.sum(axis=2).astype(I32), "w_sum_hi": hi.sum(axis=2).astype(I32)}
+
+
+def gemm_int_parts(xq, wq, M, N, K, group, r):
+    """[(part, i int64 [M, N, G], a f32 [M, G], w f32 [N])] for the non-empty parts, lo first."""
+    G = K // group
+    nlo = group - r
+    parts = []
+    for nm, n_, qx, qw in (
+            ("lo", nlo, unpack_nibbles(xq["x_q_lo"], G, nlo) if nlo else None,
+             sext4(unpack_nibbles(wq["w_q_lo"], G, nlo)) if nlo else None),
+            ("hi", r, xq["x_q_hi"].astype(np.int64).reshape(M, G, r),
+             wq["w_q_hi"].astype(np.int64).reshape(N, G, r))):
+        if n_ == 0:
+            continue
+        acc = np.einsum("mgk,ngk->mng", qx, qw)                       # exact (int64)
+        absmax = np.einsum("mgk,ngk->mng", np.abs(qx), np.abs(qw))    # bounds every partial sum
+        zs = xq["x_zero_" + nm].astype(np.int64)[:, None, :] * wq["w_sum_" + nm].astype(np.int64)[None, :, :]
+        i = acc - zs
+        assert absmax.max() <= INT32_MAX and np.abs(zs).max() <= INT32_MAX and np.abs(i).max() <= INT32_MAX
+        parts.append((nm, i, xq["x_scale_" + nm], wq["w_scale_" + nm]))
+    return parts
+
+
+def gemm_q4q8(xq, wq, M, N, K, group, r, bias):
+    """y f32 [M, N]: terms t = (a*w)*(float)i in K order (lo of groups 0..G-1, then hi), summed
+    left to right in fp32, then + bias."""
+    terms = []
+    for nm, i, a, wsc in gemm_int_parts(xq, wq, M, N, K, group, r):
+        for g in range(i.shape[2]):
+            aw = a[:, g][:, None] * wsc[None, :]
+            t = aw * i[:, :, g].astype(np.float32)    # IEEE int -> fp32 conversion (RNE)
+            assert t.dtype == np.float32
+            terms.append(t)
+    y = terms[0]
+    for t in terms[1:]:
+        y = y + t
+    if bias is not None:
+        y = y + bias[None, :]
+    assert y.dtype == np.float32
+    return y
+
+
+def f16_of(y32):
+    with np.errstate(over="ignore"):
+        return y32.astype(F16)
+
+
+def gemm_case(w, case, x16, group, r, W32=None, wcodes=None, ws=None, bits_lo=4, bits_hi=8, bias=None,
+              seed=0, mse=0, expect_inf=False):
+    """x16 f16 [M, K] in the activation's column order; the weight either W32 float32 [N, K] in the
+    GEMM's K order (quantized by section 10) or given codes and scales (ws = (s_lo, s_hi))."""
+    M, K = x16.shape
+    G = K // group
+    xq = quantize(x16.astype(np.float32), group, r, bits_lo, bits_hi, 1.0, "path-a")
+    xin = {"x_q_lo": xq["q_lo"], "x_q_hi": xq["q_hi"], "x_scale_lo": xq["scale_lo"], "x_zero_lo": xq["zero_lo"],
+           "x_scale_hi": xq["scale_hi"], "x_zero_hi": xq["zero_hi"]}
+    if wcodes is None:
+        wcodes, s_lo, s_hi, _ = quant_weight(W32, G * r, bits_lo, bits_hi, mse)
+    else:
+        s_lo, s_hi = ws
+    N = wcodes.shape[0]
+    wq = pack_weight(wcodes, s_lo, s_hi, K, group, r)
+    y32 = gemm_q4q8(xin, wq, M, N, K, group, r, bias)
+    y16 = f16_of(y32)
+    assert np.all(np.isfinite(y32))
+    if expect_inf:
+        assert np.any(np.isinf(y16)) and np.any(np.isfinite(y16)), case
+    else:
+        assert np.all(np.isfinite(y16)), case
+    params = "M=%d;N=%d;K=%d;group=%d;r=%d;bits_lo=%d;bits_hi=%d;bias=%d" % (
+        M, N, K, group, r, bits_lo, bits_hi, 0 if bias is None else 1)
+    ins = [(k, xin[k]) for k in ("x_q_lo", "x_q_hi", "x_scale_lo", "x_zero_lo", "x_scale_hi", "x_zero_hi")]
+    ins += [(k, wq[k]) for k in ("w_q_lo", "w_q_hi", "w_scale_lo", "w_scale_hi", "w_sum_lo", "w_sum_hi")]
+    # provenance (not GEMM operands): the f16 activations the x_* arrays quantize (section 3,
+    # path A, this split) and the int8 weight codes in the GEMM's K order that w_* packs
+    # (resq_gemm_pack_weight)
+    ins += [("x_f16", x16.astype(F16)), ("w_codes", np.asarray(wcodes, dtype=I8))]
+    if bias is not None:
+        ins.append(("bias", np.asarray(bias, dtype=F32)))
+    w.case(STAGE_GEMM, case, seed, params, ins, [("y_f32", y32), ("y_f16", y16)])
+
+
+def gen_gemm(w, tables):
+    st = STAGE_GEMM
+    # per token (q/k/v/up/gate): group = K, r = K/8
+    for M, with_bias in ((1, False), (5, True)):
+        case = "per_token_k4096_r512_m%d_n64%s" % (M, "_bias" if with_bias else "")
+        seed = case_seed(st, case)
+        rng = np.random.default_rng(seed)
+        x = to_f16(llm_like(rng, M, 4096))
+        W = weight_like(rng, 64, 4096)
+        b = (rng.standard_normal(64) * 0.5).astype(F32) if with_bias else None
+        gemm_case(w, case, x, 4096, 512, W32=W, bias=b, seed=seed)
+    # down_proj: r = 0 (pure INT4), input = f16 Hadamard of LLM-like rows
+    case = "down_proj_k11008_r0_m2_n32"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    xh = hadamard_fp32(to_f16(llm_like(rng, 2, 11008)).astype(np.float32), None, tables).astype(F16)
+    gemm_case(w, case, xh, 11008, 0, W32=weight_like(rng, 32, 11008), seed=seed)
+    # grouped o_proj: group = head_dim = 128, r = 16, 32 heads; weight columns in the permuted order
+    case = "oproj_h32_hd128_r16_m3_n48_bias"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    x = to_f16(llm_like(rng, 3, 4096))
+    W = weight_like(rng, 48, 4096)
+    gemm_case(w, case, x, 128, 16, W32=W, bias=(rng.standard_normal(48) * 0.5).astype(F32), seed=seed)
+    case = "grouped_h4_hd8_r2_m3_n5"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    gemm_case(w, case, to_f16(llm_like(rng, 3, 32)), 8, 2, W32=weight_like(rng, 5, 32), seed=seed)
+    # tiny and odd sizes (one group)
+    for K, r, with_bias in ((1, 0, False), (9, 1, False), (9, 2, True), (16, 16, False), (16, 0, True)):
+        case = "tiny_k%d_r%d_m2_n3%s" % (K, r, "_bias" if with_bias else "")
+        seed = case_seed(st, case)
+        rng = np.random.default_rng(seed)
+        x = to_f16(gauss(rng, 2, K))
+        W = weight_like(rng, 3, K, n_out=1)
+        gemm_case(w, case, x, K, r, W32=W, bias=(rng.standard_normal(3)).astype(F32) if with_bias else None,
+                  seed=seed)
+    # non-default widths (bits_lo <= 4, bits_hi <= 8 are accepted by resq_gemm_check)
+    case = "bits_lo3_hi6_k64_r8_m2_n4"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    gemm_case(w, case, to_f16(llm_like(rng, 2, 64)), 64, 8, W32=weight_like(rng, 4, 64), bits_lo=3, bits_hi=6,
+              seed=seed)
+    # int32 range: all-hi parts at K_hi = 8192 and at the limit K_hi = 32768, codes at the extremes.
+    # x rows: +1 (codes 255, z = 0), -1 (codes 0, z = 255), LLM-like. Weight codes constructed
+    # (section 10 never yields -128 for a row's largest value): all -128, all 127, random in
+    # [100, 127] (|i| > 2^24 with low bits set: the int -> fp32 conversion rounds), random
+    # in [-128, 127]. Scales: 2^-12 and 3e-4 per row.
+    for K in (8192, 32768):
+        case = "extreme_k%d_r%d_m3_n4" % (K, K)
+        seed = case_seed(st, case)
+        rng = np.random.default_rng(seed)
+        x = np.stack([np.ones(K), -np.ones(K), llm_like(rng, 1, K)[0]])
+        codes = np.stack([np.full(K, -128), np.full(K, 127), rng.integers(100, 128, size=K),
+                          rng.integers(-128, 128, size=K)]).astype(np.int8)
+        s_hi = np.array([2.0 ** -12, 3e-4, 2.0 ** -12, 3e-4], dtype=F32)
+        gemm_case(w, case, to_f16(x), K, K, wcodes=codes, ws=(np.zeros(4, F32), s_hi), seed=seed)
+    # f16 overflow: |y| > 65504 gives +-Inf in y_f16 (y_f32 finite)
+    case = "f16_overflow_k64_r8_m3_n8_bias"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    x = to_f16(llm_like(rng, 3, 64) * 200.0)
+    W = weight_like(rng, 8, 64, scale=2.0)
+    W[0] *= 0.001   # a finite row
+    gemm_case(w, case, x, 64, 8, W32=W, bias=(rng.standard_normal(8) * 10).astype(F32), seed=seed,
+              expect_inf=True)
+
+
+# ---- gemm_f16 ----
+
+def gemm_f16(x16, w16, bias):
+    """y = sum_k x_k w_k in fp32, k ascending (products exact), + bias; y f32 [M, N]."""
+    x = x16.astype(np.float32)
+    wt = w16.astype(np.float32)
+    M, K = x.shape
+    acc = x[:, None, 0] * wt[None, :, 0]
+    acc0 = np.zeros_like(acc) + acc        # the same sum started from +0 (differs only for -0)
+    for k in range(1, K):
+        p = x[:, None, k] * wt[None, :, k]
+        acc = acc + p
+        acc0 = acc0 + p
+    assert acc.dtype == np.float32
+    if not np.array_equal(acc.view(np.uint32), acc0.view(np.uint32)):
+        raise AssertionError("gemm_f16: a -0 sum (start value 0 vs t_0 would matter)")
+    if bias is not None:
+        acc = acc + bias[None, :]
+    return acc
+
+
+def gf16_case(w, case, x16, w16, bias=None, seed=0, expect_inf=False):
+    M, K = x16.shape
+    N = w16.shape[0]
+    y32 = gemm_f16(x16, w16, bias)
+    y16 = f16_of(y32)
+    assert np.all(np.isfinite(y32))
+    assert np.any(np.isinf(y16)) == expect_inf, case
+    params = "M=%d;N=%d;K=%d;bias=%d" % (M, N, K, 0 if bias is None else 1)
+    ins = [("x", x16.astype(F16)), ("w", w16.astype(F16))]
+    if bias is not None:
+        ins.append(("bias", np.asarray(bias, dtype=F32)))
+    w.case(STAGE_GF16, case, seed, params, ins, [("y_f32", y32), ("y_f16", y16)])
+
+
+def gen_gemm_f16(w):
+    st = STAGE_GF16
+    for K, M, N, with_bias in ((1, 2, 3, False), (64, 3, 5, False), (64, 2, 4, True), (4096, 2, 8, False),
+                               (4096, 3, 16, True), (11008, 1, 4, False)):
+        case = "k%d_m%d_n%d%s" % (K, M, N, "_bias" if with_bias else "")
+        seed = case_seed(st, case)
+        rng = np.random.default_rng(seed)
+        x = to_f16(llm_like(rng, M, K))
+        wt = to_f16(weight_like(rng, N, K))
+        b = (rng.standard_normal(N) * 0.5).astype(F32) if with_bias else None
+        gf16_case(w, case, x, wt, b, seed=seed)
+    case = "overflow_k64_m2_n4"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    x = to_f16(llm_like(rng, 2, 64) * 100.0)
+    wt = to_f16(rng.standard_normal((4, 64)) * np.array([[0.001], [50.0], [-50.0], [1.0]]))
+    gf16_case(w, case, x, wt, seed=seed, expect_inf=True)
+
+
+# ==========================================================================
+# GPTQ (CONTRACT section 12), float64
+# ==========================================================================
+
+def chol_lower(A):
+    """Lower Cholesky factor (right-looking, elementwise updates; raises LinAlgError if not PD)."""
+    A = np.array(A, dtype=np.float64)
+    n = A.shape[0]
+    L = np.zeros_like(A)
+    for j in range(n):
+        d = A[j, j]
+        if not d > 0:
+            raise np.linalg.LinAlgError("not positive definite at %d" % j)
+        l = math.sqrt(d)
+        L[j, j] = l
+        col = A[j + 1:, j] / l
+        L[j + 1:, j] = col
+        A[j + 1:, j + 1:] -= np.outer(col, col)
+    return L
+
+
+def tril_inverse(L):
+    """L^-1 of a lower triangular L by forward substitution, sums in k ascending."""
+    n = L.shape[0]
+    X = np.zeros_like(L)
+    R = np.eye(n)
+    for k in range(n):
+        X[k] = R[k] / L[k, k]
+        R[k + 1:] -= np.outer(L[k + 1:, k], X[k])
+    return X
+
+
+def gptq_hessian(X32, nbatch):
+    """Step 1: X float32 [B, T, K], split into nbatch calibration calls of B/nbatch sequences.
+    H <- (H * n) / (n + Bc); n <- n + Bc; H <- H + (2/n) * sum_{b,t} x x^T."""
+    B, T, K = X32.shape
+    assert B % nbatch == 0
+    per = B // nbatch
+    H = np.zeros((K, K))
+    n = 0
+    for call in range(nbatch):
+        xs = X32[call * per:(call + 1) * per].reshape(per * T, K).astype(np.float64)
+        H = H * float(n) / float(n + per)
+        n += per
+        H = H + (2.0 / n) * seq_outer_sum(xs)
+    return H
+
+
+def gptq(W32, H1, r, bits_lo, bits_hi, mse, act_order, gs, blocksize, percdamp):
+    """Steps 2-8 on W float32 [N, K] with the Hessian of step 1. Returns codes int8 [N, K],
+    scale_lo f32 ([N], or [N, (K-r)/gs] with gs > 0), scale_hi f32 [N], Q float64 [N, K] (s*code)."""
+    N, K = W32.shape
+    nlo = K - r
+    # 2. quantizer parameters on the original W (section 10)
+    s_lo = wquant_scale(np.ascontiguousarray(W32[:, :nlo]), bits_lo, mse, guard=False) if nlo else np.zeros(N, F32)
+    s_hi = wquant_scale(np.ascontiguousarray(W32[:, nlo:]), bits_hi, mse, guard=False) if r else np.zeros(N, F32)
+    # 3. dead columns
+    Wd = W32.astype(np.float64)
+    H = H1.copy()
+    dead = np.nonzero(np.diag(H) == 0)[0]
+    H[dead, dead] = 1.0
+    Wd[:, dead] = 0.0
+    # 4. act-order (stable: ties by ascending index); quantizer by ORIGINAL index (D10)
+    perm = np.argsort(-np.diag(H), kind="stable") if act_order else np.arange(K)
+    Wd = Wd[:, perm]
+    H = H[perm][:, perm]
+    is_hi = perm >= nlo
+    # 5. damping
+    damp = percdamp * (seq_sum(np.diag(H)) / K)
+    set_diag(H, np.diag(H) + damp)
+    # 6. L = chol(H), Hinv = (L L^T)^-1, U = chol_upper(Hinv)
+    Linv = tril_inverse(chol_lower(H))
+    Hinv = seq_matmul(Linv.T, Linv)
+    try:
+        U = chol_lower(Hinv).T
+    except np.linalg.LinAlgError:
+        U = chol_lower(Hinv + 1e-5 * np.eye(K)).T
+    # 7. block loop
+    codes = np.zeros((N, K))
+    Q = np.zeros((N, K))
+    assert gs == 0 or (nlo % gs == 0 and not act_order)
+    s_lo_g = np.zeros((N, nlo // gs if gs else 0), dtype=F32)
+    cur_lo = s_lo
+    for i1 in range(0, K, blocksize):
+        i2 = min(i1 + blocksize, K)
+        E = np.zeros((N, i2 - i1))
+        for c in range(i1, i2):
+            if is_hi[c]:
+                s, bits = s_hi, bits_hi
+            else:
+                if gs and c % gs == 0:   # lo parameters on the current W[:, c:c+gs], rounded to fp32
+                    cur_lo = wquant_scale(Wd[:, c:c + gs].astype(F32), bits_lo, mse, guard=False)
+                    s_lo_g[:, c // gs] = cur_lo
+                s, bits = cur_lo, bits_lo
+            maxq = wq_maxq(bits)
+            sd = s.astype(np.float64)
+            wc = Wd[:, c]
+            code = np.minimum(np.maximum(np.rint(wc / sd), -maxq - 1), maxq) + 0.0   # integer: no -0
+            q = sd * code
+            codes[:, c] = code
+            Q[:, c] = q
+            e = (wc - q) / U[c, c]
+            Wd[:, c + 1:i2] -= np.outer(e, U[c, c + 1:i2])
+            E[:, c - i1] = e
+        if i2 < K:
+            Wd[:, i2:] -= seq_matmul(E, U[i1:i2, i2:])
+    # 8. undo the permutation
+    inv = np.argsort(perm)
+    return codes[:, inv].astype(np.int8), (s_lo_g if gs else s_lo), s_hi, Q[:, inv]
+
+
+def gptq_objective(W32, Q32, H):
+    """tr((W - Q) H (W - Q)^T) in double with the fp32 dequantized Q (the output q) and the
+    original fp32 W: (W-Q)H with sums in k ascending, then an exact sum (math.fsum)."""
+    D = W32.astype(np.float64) - Q32.astype(np.float64)
+    return math.fsum((seq_matmul(D, H) * D).ravel().tolist())
+
+
+def calib_x(rng, B, T, K, n_out=2, dead=()):
+    """Correlated calibration inputs: x = z A + 0.3 z' with A [K, K] gaussian / sqrt(K), a couple
+    of outlier features (x 10), optional dead (all-zero) features; float32 [B, T, K]."""
+    z = rng.standard_normal((B * T, K))
+    A = rng.standard_normal((K, K)) / math.sqrt(K)
+    x = seq_matmul(z, A) + 0.3 * rng.standard_normal((B * T, K))
+    ch = rng.choice(K, size=n_out, replace=False)
+    x[:, ch] *= 10.0
+    for d in dead:
+        x[:, d] = 0.0
+    return x.astype(F32).reshape(B, T, K)
+
+
+def gptq_case(w, case, N, K, r, bits_lo=4, bits_hi=8, mse=0, act_order=0, gs=0, nbatch=4, B=4, T=128,
+              dead=(), blocksize=128, percdamp=0.01):
+    seed = case_seed(STAGE_GPTQ, case)
+    rng = np.random.default_rng(seed)
+    W = weight_like(rng, N, K)
+    X = calib_x(rng, B, T, K, dead=dead)
+    H1 = gptq_hessian(X, nbatch)
+    codes, s_lo, s_hi, Q = gptq(W, H1, r, bits_lo, bits_hi, mse, act_order, gs, blocksize, percdamp)
+    q32 = Q.astype(F32)                      # fp32(s * code): the output q (one fp32 multiply)
+    w_rtn = quant_weight(W, r, bits_lo, bits_hi, mse, guard=False)[3]   # RTN: section 10, per row
+    obj = np.array([gptq_objective(W, q32, H1), gptq_objective(W, w_rtn, H1)])
+    assert obj[0] < obj[1], (case, obj)
+    params = ("N=%d;K=%d;r=%d;bits_lo=%d;bits_hi=%d;mse=%d;act_order=%d;group_size=%d;blocksize=%d;"
+              "percdamp=%s;nbatch=%d" % (N, K, r, bits_lo, bits_hi, mse, act_order, gs, blocksize,
+                                         fmt_num(percdamp), nbatch))
+    w.case(STAGE_GPTQ, case, seed, params, [("w", W), ("x", X)],
+           [("codes", codes), ("scale_lo", s_lo), ("scale_hi", s_hi), ("q", q32),
+            ("h", H1), ("objective", obj)])
+
+
+def gen_gptq(w):
+    gptq_case(w, "mixed_n32_k256_r32_dead", 32, 256, 32, dead=(5, 250))
+    gptq_case(w, "uniform_n32_k128_r0", 32, 128, 0, nbatch=2)
+    gptq_case(w, "act_order_n32_k256_r32", 32, 256, 32, act_order=1, nbatch=1)
+    gptq_case(w, "group32_n32_k256_r32", 32, 256, 32, gs=32)
+    gptq_case(w, "mse_n16_k128_r16", 16, 128, 16, mse=1)
+
+
+# ==========================================================================
+# PCA basis (CONTRACT section 13), float64
+# ==========================================================================
+
+def jacobi_eigh(A, max_sweeps=60):
+    """Symmetric eigendecomposition by cyclic Jacobi rotations (round-robin ordering: each round
+    rotates n/2 disjoint pairs at once). Independent of the contract's Householder + QL solver.
+    Returns (eigenvalues ascending, eigenvectors as columns), before the sign convention."""
+    A = np.array(A, dtype=np.float64)
+    n = A.shape[0]
+    V = np.eye(n)
+    if n == 1:
+        return A[0].copy(), V
+    m = n + (n % 2)
+    tiny = 1e-300
+
+    def negligible(app, aqq, apq):
+        aa = np.abs(apq)
+        return (aa < tiny) | ((np.abs(app) + 100.0 * aa == np.abs(app)) & (np.abs(aqq) + 100.0 * aa == np.abs(aqq)))
+
+    iu = np.triu_indices(n, 1)
+    for _sweep in range(max_sweeps):
+        dg = np.diag(A)
+        if np.all(negligible(dg[iu[0]], dg[iu[1]], A[iu])):
+            break
+        players = list(range(m))
+        for _rnd in range(m - 1):
+            prs = [(players[i], players[m - 1 - i]) for i in range(m // 2)]
+            players = [players[0], players[-1]] + players[1:-1]
+            prs = [(min(a, b), max(a, b)) for a, b in prs if a < n and b < n]
+            P = np.array([a for a, _ in prs])
+            Qi = np.array([b for _, b in prs])
+            app, aqq, apq = A[P, P], A[Qi, Qi], A[P, Qi]
+            ng = negligible(app, aqq, apq)
+            A[P[ng], Qi[ng]] = 0.0
+            A[Qi[ng], P[ng]] = 0.0
+            act = ~ng
+            if not act.any():
+                continue
+            P, Qi, app, aqq, apq = P[act], Qi[act], app[act], aqq[act], apq[act]
+            with np.errstate(over="ignore"):
+                theta = (aqq - app) / (2.0 * apq)
+                big = np.abs(theta) > 1e150
+                th = np.where(big, 1.0, theta)
+                t = np.where(big, 0.5 / theta, np.sign(th) / (np.abs(th) + np.sqrt(th * th + 1.0)))
+            t = np.where(theta == 0, 1.0, t)
+            c = 1.0 / np.sqrt(t * t + 1.0)
+            s = t * c
+            AP, AQ = A[P, :].copy(), A[Qi, :].copy()
+            A[P, :] = c[:, None] * AP - s[:, None] * AQ
+            A[Qi, :] = s[:, None] * AP + c[:, None] * AQ
+            AP, AQ = A[:, P].copy(), A[:, Qi].copy()
+            A[:, P] = AP * c[None, :] - AQ * s[None, :]
+            A[:, Qi] = AP * s[None, :] + AQ * c[None, :]
+            A[P, P] = app - t * apq
+            A[Qi, Qi] = aqq + t * apq
+            A[P, Qi] = 0.0
+            A[Qi, P] = 0.0
+            A = (A + A.T) * 0.5
+            VP, VQ = V[:, P].copy(), V[:, Qi].copy()
+            V[:, P] = VP * c[None, :] - VQ * s[None, :]
+            V[:, Qi] = VP * s[None, :] + VQ * c[None, :]
+    else:
+        raise RuntimeError("jacobi_eigh: no convergence")
+    w = np.diag(A).copy()
+    order = np.argsort(w, kind="stable")
+    return w[order], V[:, order]
+
+
+def sign_convention(V):
+    """Negate each column whose entry of largest magnitude (first on ties) is negative."""
+    idx = np.argmax(np.abs(V), axis=0)
+    neg = V[idx, np.arange(V.shape[1])] < 0
+    return np.where(neg[None, :], -V, V)
+
+
+def pca_basis(x32, damp):
+    """S (full symmetric), eigenvalues ascending, U_pca with the sign convention."""
+    X = x32.astype(np.float64)
+    T, d = X.shape
+    S = seq_outer_sum(X)
+    C = S / float(T)
+    mean = seq_sum(np.diag(C)) / d
+    shift = damp * mean
+    set_diag(C, np.diag(C) + shift)
+    wv, V = jacobi_eigh(C)
+    return S, wv, sign_convention(V)
+
+
+def sign_margin_ok(U, wv, skip=()):
+    """For every eigenvector not in skip: its largest |entry| exceeds the second largest by a
+    relative 1e-9 (so the sign convention cannot flip between solvers)."""
+    a = np.sort(np.abs(U), axis=0)
+    bad = [j for j in range(U.shape[1]) if j not in skip and a[-1, j] - a[-2, j] <= 1e-9 * a[-1, j]]
+    return bad
+
+
+def pca_case(w, case, x32, r, damp=0.01, seed=0, degenerate=False):
+    T, d = x32.shape
+    S, wv, U = pca_basis(x32, damp)
+    gap = (wv[d - r] - wv[d - r - 1]) / wv[-1]
+    skip = (d - r - 1, d - r) if degenerate else ()
+    bad = sign_margin_ok(U, wv, skip)
+    assert not bad, (case, bad)
+    if degenerate:
+        assert gap < 1e-8, (case, gap)
+    else:
+        assert gap > 1e-3, (case, gap)
+    params = "d=%d;r=%d;T=%d;damp=%s" % (d, r, T, fmt_num(damp))
+    w.case(STAGE_PCA, case, seed, params, [("x", x32)],
+           [("eigvals", wv), ("U_pca", U), ("S", S), ("gap", np.array([gap]))])
+
+
+def pca_llm_x(rng, T, d, r):
+    """r dominant directions (random unit vectors, amplitudes 12 .. 6) on per-channel-scaled
+    gaussian noise, plus one larger axis-aligned channel; float32 [T, d]."""
+    x = rng.standard_normal((T, d)) * rng.uniform(0.5, 1.5, size=d)[None, :]
+    for j in range(r):
+        u = rng.standard_normal(d)
+        u = u / math.sqrt(math.fsum((u * u).tolist()))
+        amp = 12.0 - 6.0 * j / max(1, r - 1)
+        x += (rng.standard_normal(T) * amp)[:, None] * u[None, :]
+    x[:, rng.integers(d)] *= 3.0
+    return x.astype(F32)
+
+
+def householder_dyadic(rng, d, nrefl=6):
+    """A dense orthogonal matrix with dyadic entries (exact in fp32): a product of reflections
+    I - v v^T / 8 with integer v, v^T v = 16 (entries 3, 2, 1, 1, 1 with random signs and places)."""
+    Q = np.eye(d)
+    for _ in range(nrefl):
+        v = np.zeros(d)
+        v[rng.choice(d, size=5, replace=False)] = np.array([3.0, 2.0, 1.0, 1.0, 1.0]) * rng.choice([-1.0, 1.0], 5)
+        Q = Q - np.outer(seq_matmul(Q, v[:, None])[:, 0], v) / 8.0
+    return Q
+
+
+def pca_degenerate_x(rng, d, r, T=512):
+    """x_t = Q (sigma * h_t) with h_t the rows of columns 1..d of the Sylvester matrix S_T
+    (orthogonal +-1 columns: sum_t x x^T = T Q diag(sigma^2) Q^T exactly) and Q a dyadic
+    orthogonal matrix (every x exact in fp32). sigma[d-r-1] = sigma[d-r]: the top-r subspace's
+    boundary eigenvalue is double, relative gap ~ 1e-16."""
+    h = sylvester_pm1(T)[:, 1:d + 1].astype(np.float64)
+    sig = np.array([0.5 + 0.25 * i for i in range(d - r - 1)] + [4.0 + 2.0 * i for i in range(r)])
+    sig = np.insert(sig, d - r - 1, 4.0)      # sigma[d-r-1] = sigma[d-r] = 4
+    for _ in range(100):
+        Q = householder_dyadic(rng, d)
+        x = seq_matmul(h * sig[None, :], Q.T)
+        cols = np.sort(np.abs(Q), axis=0)
+        # every column's largest |entry| unique (the sign convention is then well defined),
+        # except the two degenerate ones (any basis of their plane is an answer)
+        ok = [j for j in range(d) if j not in (d - r - 1, d - r) and cols[-1, j] - cols[-2, j] < 1e-3]
+        if not ok:
+            return to_f32_exact(x)
+    raise RuntimeError("pca_degenerate_x: no suitable Q")
+
+
+def sylvester_pm1(m):
+    s = np.ones((1, 1), dtype=np.int64)
+    while s.shape[0] < m:
+        s = np.block([[s, s], [s, -s]])
+    return s
+
+
+def rope_f32(k, theta=10000.0):
+    """HF Llama rotate_half RoPE on k float32 [T, hd] at positions 0..T-1 (section 14: angle
+    p*theta_i in double, cos and sin rounded to fp32, products and sums in fp32)."""
+    T, hd = k.shape
+    h2 = hd // 2
+    cos = np.empty((T, h2), dtype=F32)
+    sin = np.empty((T, h2), dtype=F32)
+    for i in range(h2):
+        th = math.pow(theta, -2.0 * i / hd)
+        for p in range(T):
+            cos[p, i] = math.cos(p * th)
+            sin[p, i] = math.sin(p * th)
+    a, b = k[:, :h2], k[:, h2:]
+    out = np.empty_like(k)
+    out[:, :h2] = a * cos - b * sin
+    out[:, h2:] = b * cos + a * sin
+    return out
+
+
+def pca_key_x(rng, G, T, hd):
+    """Post-RoPE k vectors of G KV heads, stacked head-major ([G*T, hd]: head 0's T tokens, then
+    head 1's, ...): a low-rank part shared across heads with per-head amplitudes, two large
+    low-frequency RoPE pairs, gaussian noise."""
+    base = rng.standard_normal((4, hd))
+    rows = []
+    for g in range(G):
+        coef = rng.standard_normal((T, 4)) * (np.array([6.0, 4.0, 3.0, 2.0]) * rng.uniform(0.7, 1.3, 4))[None, :]
+        k = seq_matmul(coef, base) + 0.5 * rng.standard_normal((T, hd))
+        for i in (hd // 2 - 1, hd // 2 - 3):      # low-frequency pairs carry large values
+            k[:, i] += 8.0 + rng.standard_normal(T)
+            k[:, i + hd // 2] += 5.0 + rng.standard_normal(T)
+        rows.append(rope_f32(k.astype(F32)))
+    return np.concatenate(rows, axis=0)
+
+
+def gen_pca(w):
+    st = STAGE_PCA
+    for d in (16, 64, 256):
+        case = "llm_d%d_r%d" % (d, d // 8)
+        seed = case_seed(st, case)
+        rng = np.random.default_rng(seed)
+        pca_case(w, case, pca_llm_x(rng, 512, d, d // 8), d // 8, seed=seed)
+    case = "near_degenerate_d16_r2"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    pca_case(w, case, pca_degenerate_x(rng, 16, 2), 2, seed=seed, degenerate=True)
+    case = "key_basis_g4_t128_hd64_r8"
+    seed = case_seed(st, case)
+    rng = np.random.default_rng(seed)
+    pca_case(w, case, pca_key_x(rng, 4, 128, 64), 8, seed=seed)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=HERE, help="output directory (default: the script's directory)")
@@ -699,7 +1669,14 @@ def main(argv=None):
     gen_hadamard(w, tables)
     gen_quant_act(w, tables)
     gen_quant_kv(w)
+    gen_quant_weight(w)
+    gen_gemm(w, tables)
+    gen_gemm_f16(w)
+    gen_gptq(w)
+    gen_pca(w)
     w.write_manifest()
+    for note in NOTES:
+        print("note:", note, file=sys.stderr)
     n_cases = {st: sum(1 for (s, _) in w.cases if s == st) for st in STAGES}
     print("wrote %d files, cases: %s -> %s" % (len(w.rows), n_cases, out))
 

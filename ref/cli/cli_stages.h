@@ -7,4 +7,6 @@ int cli_quant_act(int argc, char **argv);
 int cli_quant_kv(int argc, char **argv);
 int cli_quant_weight(int argc, char **argv);
 int cli_gemm(int argc, char **argv);
+int cli_pca(int argc, char **argv);
+int cli_gptq(int argc, char **argv);
 #endif

@@ -19,6 +19,8 @@ static const stage_entry k_stages[] = {
     {"quant-kv", cli_quant_kv, "per-head KV-cache quantization (path A, or upstream bf16 parity)"},
     {"quant-weight", cli_quant_weight, "symmetric per-channel 4/8-bit weight quantization (RTN) + GEMM packing"},
     {"gemm", cli_gemm, "mixed INT4/INT8 GEMM on quantized operands, or the FP16 baseline"},
+    {"pca", cli_pca, "PCA basis of calibration batches + random in-subspace rotation: U = U_pca R"},
+    {"gptq", cli_gptq, "GPTQ of a weight (mixed lo/hi quantizer) from calibration batches, vs RTN objective"},
 };
 
 static void usage(FILE *f) {
