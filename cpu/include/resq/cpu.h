@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * resq/cpu.h -- the CPU backend: the reference API with the "__cpu" suffix,
+ * optimized for x86-64 AVX-512 VNNI, with a portable fallback.
+ *
+ * Conventions (every resq_*__cpu function):
+ *  - same arguments and semantics as the resq_*__ref function of the same name
+ *    (host pointers), except that the mixed GEMM takes its weight in the CPU
+ *    layout (resq_qweight_cpu, made once, offline, by resq_gemm_pack_weight__cpu
+ *    from the canonical resq_qweight);
+ *  - results are bit-identical to the reference on finite inputs
+ *    (ref/CONTRACT.md: integer codes, the fixed fp32 operation orders, RNE to f16);
+ *  - arguments (sizes, strides, pointers, parameters, per-row scales and zero
+ *    points) are validated exactly as the reference does and give the same
+ *    status codes; element VALUES are not scanned for NaN/Inf (ref/CONTRACT.md
+ *    section 1: that would cost a full extra read of the input);
+ *  - failures that can only be seen while computing (an f16 Hadamard output
+ *    that overflows, a quantizer scale that underflows for f32 inputs with a
+ *    range below maxq*2^-149) are reported with the reference's status code,
+ *    but rows before the failing one may already have been written (the
+ *    reference writes nothing; matching that would cost a second pass);
+ *  - work runs on a pool of resq_cpu_get_threads() threads (the calling thread
+ *    plus workers); calls from several application threads are serialized.
+ *
+ * Dispatch: the AVX-512 kernels run when CPUID reports AVX512F, AVX512BW,
+ * AVX512VL and AVX512_VNNI and the OS saves ZMM state; otherwise the portable C
+ * kernels (same layout, same bits). RESQ_CPU_ISA=generic|avx512|auto in the
+ * environment (read once, at the first call) or resq_cpu_set_isa() force a path;
+ * RESQ_CPU_THREADS=<n> or resq_cpu_set_threads() set the thread count.
+ * The header is plain C. */
+#ifndef RESQ_CPU_H
+#define RESQ_CPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resq/gemm.h"
+#include "resq/hadamard.h"
+#include "resq/quant_act.h"
+#include "resq/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- runtime: instruction-set dispatch and threads ---- */
+typedef enum resq_cpu_isa {
+  RESQ_CPU_ISA_AUTO = 0,    /* the best the CPU supports */
+  RESQ_CPU_ISA_GENERIC = 1, /* portable C (auto-vectorized), any CPU */
+  RESQ_CPU_ISA_AVX512 = 2   /* AVX-512 F/BW/VL + VNNI (vpdpbusd) */
+} resq_cpu_isa;
+
+/* Best ISA this CPU (and OS) supports. */
+resq_cpu_isa resq_cpu_detect(void);
+/* Force a path (AUTO: back to detection). AVX512 on a CPU without it gives
+ * RESQ_ERR_UNSUPPORTED and changes nothing. Not thread-safe against running calls. */
+resq_status resq_cpu_set_isa(resq_cpu_isa isa);
+/* The ISA the next call will use (never AUTO). */
+resq_cpu_isa resq_cpu_get_isa(void);
+const char *resq_cpu_isa_name(resq_cpu_isa isa); /* "auto", "generic", "avx512-vnni" */
+/* Threads used per call (0: default = CPUs in the process affinity mask, at most 64). */
+resq_status resq_cpu_set_threads(int n);
+int resq_cpu_get_threads(void);
+
+/* ---- mixed INT4/INT8 GEMM (ref/CONTRACT.md section 11) ---- */
+
+/* Packed weight in the CPU layout. All arrays live in one caller-allocated,
+ * 64-byte aligned block of resq_gemm_pack_weight_size__cpu() bytes; the
+ * descriptor stores offsets into it, so a byte copy of the block is a valid
+ * weight (copy the descriptor, set .data to the copy).
+ *
+ * Layout (ref/CONTRACT.md section 11 quantities; P = 32 output columns per panel):
+ *   every part of every group ("term", in the GEMM's K order: the lo parts of
+ *   groups 0..G-1, then the hi parts) is padded with zero codes to a multiple
+ *   of 4 columns (lo_pad = roundup(group - r, 4), hi_pad = roundup(r, 4));
+ *   N is padded with zero columns to a multiple of 32 (npanels = ceil(N/32));
+ *   panel p (columns 32p..32p+31) is one contiguous run of panel_bytes:
+ *     lo terms: for each step of 4 columns k..k+3, 64 bytes = 16 dwords; byte
+ *       b of dword l holds column k+b of output 32p+l in its LOW nibble and of
+ *       output 32p+16+l in its HIGH nibble (s4 two's complement);
+ *     hi terms: for each step of 4 columns, 128 bytes = 32 dwords; byte b of
+ *       dword l is the s8 code of column k+b of output 32p+l;
+ *   scale_lo[npanels*32], scale_hi[npanels*32]   fp32 (0 in the padding)
+ *   sum_lo[G][npanels*32], sum_hi[G][npanels*32] int32 column sums per group part.
+ * The kernels stream panels front to back; the lo nibbles become 16*w in s8 with
+ * one AND (high nibble) or a shift and an AND (low nibble). */
+typedef struct resq_qweight_cpu {
+  uint32_t magic;   /* RESQ_QWEIGHT_CPU_MAGIC once packed */
+  int64_t N, K, group, r;
+  int bits_lo, bits_hi;
+  int64_t ngroups, lo_pad, hi_pad, npanels;
+  int64_t panel_bytes;                            /* bytes of one 32-column panel */
+  size_t off_panels, off_scale_lo, off_scale_hi, off_sum_lo, off_sum_hi; /* into data */
+  size_t bytes;                                   /* size of the block */
+  void *data;
+} resq_qweight_cpu;
+
+#define RESQ_QWEIGHT_CPU_MAGIC 0x52513443u /* "RQ4C" */
+
+/* Bytes of the packed block for N outputs of a split (validated as by resq_gemm_check). */
+resq_status resq_gemm_pack_weight_size__cpu(const resq_qact_params *split, int64_t N, size_t *bytes);
+/* Repack a canonical weight (resq_gemm_pack_weight's output: codes, scales and
+ * the group sums, which are checked against the codes) into `buf` (64-byte
+ * aligned, `bytes` >= the size query). Fills *out. */
+resq_status resq_gemm_pack_weight__cpu(const resq_qact_params *split, const resq_qweight *w, void *buf,
+                                       size_t bytes, resq_qweight_cpu *out);
+/* Inverse: write the canonical layout (caller-allocated arrays of `out`,
+ * out->N == w->N, leading dimensions as in resq_gemm.h) from a packed weight. */
+resq_status resq_gemm_unpack_weight__cpu(const resq_qweight_cpu *w, const resq_qweight *out);
+
+/* The mixed GEMM, bit-identical to resq_gemm_q4q8_{f16,f32}__ref on the same
+ * codes (weight: the packed form of the reference's canonical weight). The split
+ * must be the one the weight was packed with (else RESQ_ERR_SHAPE). */
+resq_status resq_gemm_q4q8_f16__cpu(const resq_qact_params *split, int64_t M, const resq_qact *x,
+                                    const resq_qweight_cpu *w, const float *bias, uint16_t *y, int64_t ldy);
+resq_status resq_gemm_q4q8_f32__cpu(const resq_qact_params *split, int64_t M, const resq_qact *x,
+                                    const resq_qweight_cpu *w, const float *bias, float *y, int64_t ldy);
+
+/* ---- Hadamard rotation (ref/CONTRACT.md section 2) ----
+ * work/work_size are validated as by the reference (resq_hadamard_workspace_size);
+ * the kernels use their own per-thread buffers. */
+resq_status resq_hadamard_f32__cpu(int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
+                                   const int8_t *signs, void *work, size_t work_size);
+resq_status resq_hadamard_f16__cpu(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                                   int64_t ldy, const int8_t *signs, void *work, size_t work_size);
+
+/* ---- activation quantizer, path A (ref/CONTRACT.md section 3) ----
+ * Path B (RESQ_QMODE_PATH_B_BF16, the upstream-parity mode) is not implemented
+ * here: RESQ_ERR_UNSUPPORTED. */
+resq_status resq_quant_act_f32_q4q8__cpu(const resq_qact_params *p, int64_t M, const float *x, int64_t ldx,
+                                         const resq_qact *out);
+resq_status resq_quant_act_f16_q4q8__cpu(const resq_qact_params *p, int64_t M, const uint16_t *x, int64_t ldx,
+                                         const resq_qact *out);
+
+/* ---- fused Hadamard + quantization (the down_proj input) ----
+ * Defined as resq_hadamard_f32__ref on the widened f16 rows (n = p->K) followed
+ * by resq_quant_act_f32_q4q8__ref with parameters p (upstream: r = 0, 4 bits),
+ * bit for bit, without writing the rotated rows. */
+resq_status resq_hadamard_quant_act_f16_q4q8__cpu(const resq_qact_params *p, int64_t M, const uint16_t *x,
+                                                  int64_t ldx, const int8_t *signs, const resq_qact *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* RESQ_CPU_H */

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Internal interface of the CPU backend: dispatch state, the thread pool, the
+ * per-call workspace, and the x86 target attribute used by the AVX-512 kernels. */
+#ifndef RESQ_CPU_INTERNAL_H
+#define RESQ_CPU_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "resq/cpu.h"
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define RESQ_CPU_X86 1
+/* Functions between RESQ_AVX512_BEGIN and RESQ_AVX512_END are compiled for the
+ * AVX-512 path only; they run only after resq_cpu_active_isa() returned
+ * RESQ_CPU_ISA_AVX512 (CPUID checked). -ffp-contract=off still applies there. */
+#define RESQ_AVX512_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2\")")
+#define RESQ_AVX512_END _Pragma("GCC pop_options")
+#else
+#define RESQ_CPU_X86 0
+#endif
+
+/* The ISA to use for the call being made (reads RESQ_CPU_ISA once). */
+resq_cpu_isa resq_cpu_active_isa(void);
+
+/* ---- thread pool ----
+ * resq_cpu_parallel runs fn(arg, tid, nthreads) on nthreads threads (tid 0 is
+ * the calling thread) and returns when all have finished. nthreads is clamped
+ * to [1, resq_cpu_get_threads()]. Must be called between resq_cpu_lock() and
+ * resq_cpu_unlock(). */
+typedef void (*resq_cpu_task)(void *arg, int tid, int nthreads);
+void resq_cpu_parallel(resq_cpu_task fn, void *arg, int nthreads);
+
+/* Serialize calls (the pool and the workspace are shared). */
+void resq_cpu_lock(void);
+void resq_cpu_unlock(void);
+
+/* Workspace of at least `bytes`, 64-byte aligned, valid until resq_cpu_unlock
+ * (slot 0..3 are independent buffers). NULL if the allocation fails. */
+void *resq_cpu_workspace(int slot, size_t bytes);
+
+/* Split [0, n) into nthreads contiguous ranges; range of thread tid. */
+static inline void resq_cpu_range(int64_t n, int tid, int nthreads, int64_t *b, int64_t *e) {
+  int64_t q = n / nthreads, rem = n % nthreads;
+  *b = tid * q + (tid < rem ? tid : rem);
+  *e = *b + q + (tid < rem ? 1 : 0);
+}
+
+#endif

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * Internal: the per-row building blocks shared by the Hadamard, the quantizer
+ * and the fused Hadamard + quantizer of the CPU backend. */
+#ifndef RESQ_CPU_ROWS_H
+#define RESQ_CPU_ROWS_H
+
+#include <stdint.h>
+
+#include "cpu_internal.h"
+
+/* ---- Hadamard of one row (ref/CONTRACT.md section 2, bit-exact) ----
+ * The input row is f32 (x32) or f16 (x16); the output goes to y32 (f32) or
+ * y16 (f16, RNE; *overflow set when an output rounds to +-Inf, the row is then
+ * partly written). t and nu are scratch of n floats each, 64-byte aligned. */
+typedef struct had_plan {
+  int64_t n, m;
+  int K;
+  float inv;
+  const uint8_t *neg; /* [K][K]: 1 where hadK[a][c] = -1 (NULL for K = 1) */
+  const int8_t *signs;
+  int avx512;
+} had_plan;
+
+/* Fill a plan (n must be supported; the table is cached per K). */
+resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp);
+void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                      float *t, float *nu, int *overflow);
+
+/* ---- path-A quantization of one row (ref/CONTRACT.md section 3, bit-exact) ----
+ * Reads f32 (x32) or f16 (x16). Returns 0, or 1 when a part's scale is not a
+ * positive finite number (then nothing of this row was written and *bad_* say
+ * where). */
+typedef struct quant_plan {
+  int64_t K, group, r, lpg, lo_bpg, ngroups;
+  int bits_lo, bits_hi;
+  float clip;
+  int avx512;
+} quant_plan;
+
+typedef struct quant_fail {
+  int64_t row, c0, c1;
+  float mn, mx, s;
+} quant_fail;
+
+void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, int avx512, quant_plan *qp);
+/* sc: scratch of 4 * ngroups floats. */
+int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
+                       float *sc, quant_fail *fail);
+
+#endif

@@ -1,0 +1,616 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * CPU mixed INT4/INT8 GEMM (ref/CONTRACT.md section 11), bit-identical to
+ * resq_gemm_q4q8_{f16,f32}__ref.
+ *
+ * Data flow of one call:
+ *  1. the activation codes are unpacked to u8 (lo nibbles -> bytes) in the
+ *     GEMM's K order, each term (part of a group) padded with zeros to a
+ *     multiple of 4 columns like the packed weight, and interleaved into row
+ *     tiles of mr <= 12 rows: tile[step][row][4 bytes], so one dword broadcast
+ *     feeds a whole row of vpdpbusd;
+ *  2. the micro-kernel computes a 12 x 32 tile (24 zmm accumulators): per step
+ *     of 4 columns it reads one 64-byte weight vector (lo: 32 columns of s4 =
+ *     16*w after an AND / a shift+AND; hi: two 64-byte s8 vectors), broadcasts
+ *     each row's dword and issues 2*mr vpdpbusd (u8 activations x s8 weights);
+ *  3. at the end of every term the int32 sums become the reference's term
+ *     t = (a*w)*(float)(acc - z*sum) and are added to y in K order, exactly the
+ *     reference's fp32 sequence (no FMA), then + bias, RNE to f16 (vcvtps2ph).
+ * Threads split the 32-column panels (or, when there are few panels, the row
+ * tiles); each thread streams its panels front to back. Long K is cut into
+ * blocks (state carried in a per-thread scratch) so a weight block stays in L1
+ * while the row tiles of an M block (in L2) pass over it.
+ * The portable kernel computes the same integers and the same fp32 sequence. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_internal.h"
+#include "resq/dtype.h"
+
+#if RESQ_CPU_X86
+#include <immintrin.h>
+#endif
+
+#define MR_MAX 12
+#define NR 32
+/* A lo segment of S steps accumulates 16*w*x: |sum| <= 1920*4*S < 2^31 for S <= 2^18. */
+#define SEG_MAX_STEPS ((int64_t)1 << 18)
+
+typedef struct term {
+  int hi;         /* 0: lo part (s4 weights), 1: hi part (s8) */
+  int64_t g;      /* group */
+  int64_t a_step; /* first step of the term in the packed activation row */
+  int64_t w_off;  /* byte offset of the term in a weight panel */
+  int64_t steps;  /* steps of 4 columns (padded) */
+} term;
+
+typedef struct seg {
+  int term;
+  int64_t s0, s1; /* steps [s0, s1) of the term */
+} seg;
+
+typedef struct mk_args {
+  const uint8_t *A; /* activation tile at step 0: [step][mr][4] */
+  int mr;
+  const uint8_t *W; /* weight panel */
+  const term *terms;
+  const seg *segs;
+  int sb, se; /* segments of this block */
+  const float *xs_lo, *xs_hi; /* activation scales/zeros at the tile's first row: [i*G + g] */
+  const int32_t *xz_lo, *xz_hi;
+  int64_t G;
+  const float *ws_lo, *ws_hi; /* weight scales at the panel's first column */
+  const int32_t *wsum_lo, *wsum_hi; /* weight sums at the panel's first column, group stride np */
+  int64_t np;
+  int32_t *acc_state; /* [MR_MAX][32]: int32 sum of a term cut by a block boundary */
+  float *y_state;     /* [MR_MAX][32]: y after the terms finished so far */
+  int final;          /* last block: add the bias and write the output */
+  const float *bias;  /* at the panel's first column, or NULL */
+  float *yf;          /* output at (tile row 0, panel column 0), or NULL */
+  uint16_t *yh;
+  int64_t ldy;
+  int ncols; /* valid columns of this panel (<= 32) */
+} mk_args;
+
+typedef void (*mk_fn)(const mk_args *a);
+
+/* ------------------------------------------------------------------ portable kernel */
+
+static void mk_generic(const mk_args *a) {
+  const int mr = a->mr;
+  int32_t acc[MR_MAX][NR];
+  for (int si = a->sb; si < a->se; si++) {
+    const seg *sg = &a->segs[si];
+    const term *tm = &a->terms[sg->term];
+    for (int i = 0; i < mr; i++)
+      for (int l = 0; l < NR; l++) acc[i][l] = 0;
+    const uint8_t *ap = a->A + (tm->a_step + sg->s0) * mr * 4;
+    if (!tm->hi) {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 64;
+      for (int64_t s = sg->s0; s < sg->s1; s++, wp += 64, ap += mr * 4) {
+        int32_t w[4][NR];
+        for (int l = 0; l < 16; l++)
+          for (int b = 0; b < 4; b++) {
+            int v = wp[4 * l + b];
+            w[b][l] = ((v & 15) ^ 8) - 8;
+            w[b][16 + l] = ((v >> 4) ^ 8) - 8;
+          }
+        for (int i = 0; i < mr; i++) {
+          int32_t x0 = ap[4 * i], x1 = ap[4 * i + 1], x2 = ap[4 * i + 2], x3 = ap[4 * i + 3];
+          for (int l = 0; l < NR; l++) acc[i][l] += x0 * w[0][l] + x1 * w[1][l] + x2 * w[2][l] + x3 * w[3][l];
+        }
+      }
+    } else {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 128;
+      for (int64_t s = sg->s0; s < sg->s1; s++, wp += 128, ap += mr * 4) {
+        int32_t w[4][NR];
+        for (int l = 0; l < NR; l++)
+          for (int b = 0; b < 4; b++) w[b][l] = (int8_t)wp[4 * l + b];
+        for (int i = 0; i < mr; i++) {
+          int32_t x0 = ap[4 * i], x1 = ap[4 * i + 1], x2 = ap[4 * i + 2], x3 = ap[4 * i + 3];
+          for (int l = 0; l < NR; l++) acc[i][l] += x0 * w[0][l] + x1 * w[1][l] + x2 * w[2][l] + x3 * w[3][l];
+        }
+      }
+    }
+    if (sg->s0 > 0)
+      for (int i = 0; i < mr; i++)
+        for (int l = 0; l < NR; l++) acc[i][l] += a->acc_state[i * NR + l];
+    if (sg->s1 < tm->steps) { /* the term continues in the next block */
+      for (int i = 0; i < mr; i++)
+        for (int l = 0; l < NR; l++) a->acc_state[i * NR + l] = acc[i][l];
+      continue;
+    }
+    const float *xs = tm->hi ? a->xs_hi : a->xs_lo, *ws = tm->hi ? a->ws_hi : a->ws_lo;
+    const int32_t *xz = tm->hi ? a->xz_hi : a->xz_lo, *wsum = (tm->hi ? a->wsum_hi : a->wsum_lo) + tm->g * a->np;
+    for (int i = 0; i < mr; i++) {
+      float av = xs[i * a->G + tm->g];
+      int32_t z = xz[i * a->G + tm->g];
+      for (int l = 0; l < NR; l++) {
+        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);
+        a->y_state[i * NR + l] = sg->term == 0 ? t : a->y_state[i * NR + l] + t;
+      }
+    }
+  }
+  if (!a->final) return;
+  for (int i = 0; i < mr; i++)
+    for (int l = 0; l < a->ncols; l++) {
+      float y = a->y_state[i * NR + l];
+      if (a->bias) y = y + a->bias[l];
+      if (a->yf) a->yf[i * a->ldy + l] = y;
+      else a->yh[i * a->ldy + l] = resq_f32_to_f16(y);
+    }
+}
+
+/* ------------------------------------------------------------------ AVX-512 VNNI kernel */
+#if RESQ_CPU_X86
+RESQ_AVX512_BEGIN
+
+static inline __attribute__((always_inline)) __m512i bcast_dword(const uint8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm512_set1_epi32(v);
+}
+
+/* One step of 4 columns for MR rows: acc[i][h] += x[i][0..3] . w_h */
+#define STEP_ROWS(ACC0, ACC1, AP, W0, W1)                              \
+  do {                                                                 \
+    _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {            \
+      __m512i b_ = bcast_dword((AP) + 4 * i);                          \
+      ACC0[i] = _mm512_dpbusd_epi32(ACC0[i], b_, W0);                  \
+      ACC1[i] = _mm512_dpbusd_epi32(ACC1[i], b_, W1);                  \
+    }                                                                  \
+  } while (0)
+
+static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, const int MR) {
+  const __m512i mask = _mm512_set1_epi8((char)0xF0);
+  /* two accumulator sets for 1-2 rows: the vpdpbusd latency, not the loads, would bound them */
+  const int dual = MR <= 2;
+  for (int si = a->sb; si < a->se; si++) {
+    const seg *sg = &a->segs[si];
+    const term *tm = &a->terms[sg->term];
+    __m512i c0[MR_MAX], c1[MR_MAX], d0[MR_MAX], d1[MR_MAX];
+    _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {
+      c0[i] = _mm512_setzero_si512();
+      c1[i] = _mm512_setzero_si512();
+      d0[i] = _mm512_setzero_si512();
+      d1[i] = _mm512_setzero_si512();
+    }
+    const uint8_t *ap = a->A + (tm->a_step + sg->s0) * MR * 4;
+    int64_t n = sg->s1 - sg->s0;
+    if (!tm->hi) {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 64;
+      int64_t s = 0;
+      if (dual)
+        for (; s + 2 <= n; s += 2, wp += 128, ap += 8 * MR) {
+          __m512i v = _mm512_loadu_si512(wp), u = _mm512_loadu_si512(wp + 64);
+          __m512i w1 = _mm512_and_si512(v, mask), w0 = _mm512_and_si512(_mm512_slli_epi16(v, 4), mask);
+          __m512i x1 = _mm512_and_si512(u, mask), x0 = _mm512_and_si512(_mm512_slli_epi16(u, 4), mask);
+          STEP_ROWS(c0, c1, ap, w0, w1);
+          STEP_ROWS(d0, d1, ap + 4 * MR, x0, x1);
+        }
+      for (; s < n; s++, wp += 64, ap += 4 * MR) {
+        __m512i v = _mm512_loadu_si512(wp);
+        __m512i w1 = _mm512_and_si512(v, mask), w0 = _mm512_and_si512(_mm512_slli_epi16(v, 4), mask);
+        STEP_ROWS(c0, c1, ap, w0, w1);
+      }
+    } else {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 128;
+      int64_t s = 0;
+      if (dual)
+        for (; s + 2 <= n; s += 2, wp += 256, ap += 8 * MR) {
+          __m512i w0 = _mm512_loadu_si512(wp), w1 = _mm512_loadu_si512(wp + 64);
+          __m512i x0 = _mm512_loadu_si512(wp + 128), x1 = _mm512_loadu_si512(wp + 192);
+          STEP_ROWS(c0, c1, ap, w0, w1);
+          STEP_ROWS(d0, d1, ap + 4 * MR, x0, x1);
+        }
+      for (; s < n; s++, wp += 128, ap += 4 * MR) {
+        __m512i w0 = _mm512_loadu_si512(wp), w1 = _mm512_loadu_si512(wp + 64);
+        STEP_ROWS(c0, c1, ap, w0, w1);
+      }
+    }
+    const int last = sg->s1 == tm->steps, cont = sg->s0 > 0;
+    const float *xs = tm->hi ? a->xs_hi : a->xs_lo, *ws = tm->hi ? a->ws_hi : a->ws_lo;
+    const int32_t *xz = tm->hi ? a->xz_hi : a->xz_lo, *wsum = (tm->hi ? a->wsum_hi : a->wsum_lo) + tm->g * a->np;
+    const __m512 ws0 = _mm512_loadu_ps(ws), ws1 = _mm512_loadu_ps(ws + 16);
+    const __m512i su0 = _mm512_loadu_si512(wsum), su1 = _mm512_loadu_si512(wsum + 16);
+    _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {
+      __m512i v0 = c0[i], v1 = c1[i];
+      if (dual) {
+        v0 = _mm512_add_epi32(v0, d0[i]);
+        v1 = _mm512_add_epi32(v1, d1[i]);
+      }
+      if (!tm->hi) { /* the lo weights were 16*w: exact shift back */
+        v0 = _mm512_srai_epi32(v0, 4);
+        v1 = _mm512_srai_epi32(v1, 4);
+      }
+      int32_t *as = a->acc_state + i * NR;
+      if (cont) {
+        v0 = _mm512_add_epi32(v0, _mm512_loadu_si512(as));
+        v1 = _mm512_add_epi32(v1, _mm512_loadu_si512(as + 16));
+      }
+      if (!last) {
+        _mm512_storeu_si512(as, v0);
+        _mm512_storeu_si512(as + 16, v1);
+        continue;
+      }
+      const __m512i z = _mm512_set1_epi32(xz[i * a->G + tm->g]);
+      const __m512 av = _mm512_set1_ps(xs[i * a->G + tm->g]);
+      __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v0, _mm512_mullo_epi32(z, su0)));
+      __m512 f1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v1, _mm512_mullo_epi32(z, su1)));
+      __m512 t0 = _mm512_mul_ps(_mm512_mul_ps(av, ws0), f0);
+      __m512 t1 = _mm512_mul_ps(_mm512_mul_ps(av, ws1), f1);
+      float *ys = a->y_state + i * NR;
+      if (sg->term != 0) {
+        t0 = _mm512_add_ps(_mm512_loadu_ps(ys), t0);
+        t1 = _mm512_add_ps(_mm512_loadu_ps(ys + 16), t1);
+      }
+      _mm512_storeu_ps(ys, t0);
+      _mm512_storeu_ps(ys + 16, t1);
+    }
+  }
+  if (!a->final) return;
+  const int nc = a->ncols;
+  const __mmask16 m0 = (__mmask16)(nc >= 16 ? 0xffff : (1u << nc) - 1);
+  const __mmask16 m1 = (__mmask16)(nc >= 32 ? 0xffff : nc <= 16 ? 0 : (1u << (nc - 16)) - 1);
+  __m512 b0 = _mm512_setzero_ps(), b1 = _mm512_setzero_ps();
+  if (a->bias) {
+    b0 = _mm512_maskz_loadu_ps(m0, a->bias);
+    b1 = _mm512_maskz_loadu_ps(m1, a->bias + 16);
+  }
+  for (int i = 0; i < MR; i++) {
+    __m512 y0 = _mm512_loadu_ps(a->y_state + i * NR), y1 = _mm512_loadu_ps(a->y_state + i * NR + 16);
+    if (a->bias) {
+      y0 = _mm512_add_ps(y0, b0);
+      y1 = _mm512_add_ps(y1, b1);
+    }
+    if (a->yf) {
+      _mm512_mask_storeu_ps(a->yf + i * a->ldy, m0, y0);
+      _mm512_mask_storeu_ps(a->yf + i * a->ldy + 16, m1, y1);
+    } else {
+      _mm256_mask_storeu_epi16(a->yh + i * a->ldy, m0, _mm512_cvtps_ph(y0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      _mm256_mask_storeu_epi16(a->yh + i * a->ldy + 16, m1,
+                               _mm512_cvtps_ph(y1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+  }
+}
+
+static void mk_avx512(const mk_args *a) {
+  switch (a->mr) {
+    case 1: mk_avx512_t(a, 1); break;
+    case 2: mk_avx512_t(a, 2); break;
+    case 3: mk_avx512_t(a, 3); break;
+    case 4: mk_avx512_t(a, 4); break;
+    case 5: mk_avx512_t(a, 5); break;
+    case 6: mk_avx512_t(a, 6); break;
+    case 7: mk_avx512_t(a, 7); break;
+    case 8: mk_avx512_t(a, 8); break;
+    case 9: mk_avx512_t(a, 9); break;
+    case 10: mk_avx512_t(a, 10); break;
+    case 11: mk_avx512_t(a, 11); break;
+    default: mk_avx512_t(a, 12); break;
+  }
+}
+
+RESQ_AVX512_END
+#endif /* RESQ_CPU_X86 */
+
+/* ------------------------------------------------------------------ plan and driver */
+
+typedef struct plan {
+  int64_t M, N, G, lpg, r, lo_bpg;
+  const resq_qact *x;
+  const float *bias;
+  float *yf;
+  uint16_t *yh;
+  int64_t ldy;
+  const uint8_t *panels;
+  int64_t panel_bytes, npanels, np;
+  const float *ws_lo, *ws_hi;
+  const int32_t *wsum_lo, *wsum_hi;
+  term *terms;
+  int T;
+  seg *segs;
+  int nseg;
+  int *blk; /* block b = segments [blk[b], blk[b+1]) */
+  int nblk;
+  int64_t S; /* steps per packed activation row */
+  int64_t ntiles, tq, trem;
+  uint8_t *A;
+  uint8_t *rowtmp; /* per thread: S*4 bytes */
+  float *ystate;   /* per thread: slots * MR_MAX*NR */
+  int32_t *accstate;
+  int64_t slots; /* per thread: ncp * mct */
+  int split_panels;
+  int64_t ncp, mct;
+  mk_fn mk;
+} plan;
+
+static int64_t tile_m0(const plan *P, int64_t t) { return t * P->tq + (t < P->trem ? t : P->trem); }
+static int tile_mr(const plan *P, int64_t t) { return (int)(P->tq + (t < P->trem ? 1 : 0)); }
+
+/* Unpack row m of the activation codes into the padded K order (S*4 bytes). */
+static void unpack_row(const plan *P, int64_t m, uint8_t *dst) {
+  const resq_qact *x = P->x;
+  for (int j = 0; j < P->T; j++) {
+    const term *tm = &P->terms[j];
+    uint8_t *d = dst + tm->a_step * 4;
+    int64_t len = tm->hi ? P->r : P->lpg, pad = tm->steps * 4;
+    if (tm->hi) {
+      memcpy(d, x->q_hi + m * x->ld_hi + tm->g * P->r, (size_t)len);
+    } else {
+      const uint8_t *src = x->q_lo + m * x->ld_lo + tm->g * P->lo_bpg;
+      int64_t i = 0;
+      for (; i + 2 <= len; i += 2) {
+        uint8_t b = src[i / 2];
+        d[i] = b & 15;
+        d[i + 1] = b >> 4;
+      }
+      if (i < len) d[i] = src[i / 2] & 15;
+    }
+    memset(d + len, 0, (size_t)(pad - len));
+  }
+}
+
+static void pack_tile(const plan *P, int64_t t, uint8_t *rowtmp) {
+  int64_t m0 = tile_m0(P, t), S = P->S;
+  int mr = tile_mr(P, t);
+  uint8_t *dst = P->A + m0 * S * 4;
+  if (mr == 1) {
+    unpack_row(P, m0, dst);
+    return;
+  }
+  for (int i = 0; i < mr; i++) {
+    unpack_row(P, m0 + i, rowtmp);
+    uint8_t *d = dst + 4 * i;
+    for (int64_t s = 0; s < S; s++) memcpy(d + s * mr * 4, rowtmp + s * 4, 4);
+  }
+}
+
+static void task_pack(void *arg, int tid, int nt) {
+  plan *P = (plan *)arg;
+  int64_t b, e;
+  resq_cpu_range(P->ntiles, tid, nt, &b, &e);
+  for (int64_t t = b; t < e; t++) pack_tile(P, t, P->rowtmp + (size_t)tid * (size_t)P->S * 4);
+}
+
+static void task_compute(void *arg, int tid, int nt) {
+  const plan *P = (const plan *)arg;
+  int64_t p0, p1, t0, t1;
+  if (P->split_panels) {
+    resq_cpu_range(P->npanels, tid, nt, &p0, &p1);
+    t0 = 0;
+    t1 = P->ntiles;
+  } else {
+    resq_cpu_range(P->ntiles, tid, nt, &t0, &t1);
+    p0 = 0;
+    p1 = P->npanels;
+  }
+  float *ys = P->ystate + (size_t)tid * (size_t)P->slots * MR_MAX * NR;
+  int32_t *as = P->accstate + (size_t)tid * (size_t)P->slots * MR_MAX * NR;
+  const resq_qact *x = P->x;
+  mk_args a;
+  memset(&a, 0, sizeof a);
+  a.terms = P->terms;
+  a.segs = P->segs;
+  a.G = P->G;
+  a.np = P->np;
+  a.ldy = P->ldy;
+  for (int64_t pb = p0; pb < p1; pb += P->ncp) {
+    int64_t pe = pb + P->ncp < p1 ? pb + P->ncp : p1;
+    for (int64_t tb = t0; tb < t1; tb += P->mct) {
+      int64_t te = tb + P->mct < t1 ? tb + P->mct : t1;
+      for (int bl = 0; bl < P->nblk; bl++) {
+        a.sb = P->blk[bl];
+        a.se = P->blk[bl + 1];
+        a.final = bl == P->nblk - 1;
+        for (int64_t p = pb; p < pe; p++) {
+          int64_t c0 = p * NR;
+          a.W = P->panels + p * P->panel_bytes;
+          a.ws_lo = P->ws_lo + c0;
+          a.ws_hi = P->ws_hi + c0;
+          a.wsum_lo = P->wsum_lo + c0;
+          a.wsum_hi = P->wsum_hi + c0;
+          a.bias = P->bias ? P->bias + c0 : NULL;
+          a.ncols = (int)(P->N - c0 < NR ? P->N - c0 : NR);
+          for (int64_t t = tb; t < te; t++) {
+            int64_t m0 = tile_m0(P, t), slot = (t - tb) * P->ncp + (p - pb);
+            a.mr = tile_mr(P, t);
+            a.A = P->A + m0 * P->S * 4;
+            a.xs_lo = P->lpg > 0 ? x->scale_lo + m0 * P->G : NULL;
+            a.xz_lo = P->lpg > 0 ? x->zero_lo + m0 * P->G : NULL;
+            a.xs_hi = P->r > 0 ? x->scale_hi + m0 * P->G : NULL;
+            a.xz_hi = P->r > 0 ? x->zero_hi + m0 * P->G : NULL;
+            a.y_state = ys + slot * MR_MAX * NR;
+            a.acc_state = as + slot * MR_MAX * NR;
+            a.yf = P->yf ? P->yf + m0 * P->ldy + c0 : NULL;
+            a.yh = P->yh ? P->yh + m0 * P->ldy + c0 : NULL;
+            P->mk(&a);
+          }
+        }
+      }
+    }
+  }
+}
+
+static int64_t env_i64(const char *name, int64_t dflt) {
+  const char *e = getenv(name);
+  if (!e || !*e) return dflt;
+  long long v = atoll(e);
+  return v > 0 ? (int64_t)v : dflt;
+}
+
+/* The reference's argument checks, minus what the packed weight guarantees
+ * (its code sums and finite scales were checked by the packer). */
+static resq_status check_args(const resq_qact_params *p, const resq_qact_layout *L, int64_t M, const resq_qact *x,
+                              const resq_qweight_cpu *w, const float *bias, const void *y, int64_t ldy) {
+  int64_t G = L->ngroups, lpg = L->lo_per_group, r = p->r, N = w ? w->N : -1;
+  if (M < 0 || !x || !w || N < 0) return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: bad M, activations or weight");
+  if (w->magic != RESQ_QWEIGHT_CPU_MAGIC || !w->data)
+    return resq_fail(RESQ_ERR_INVALID_ARG, "gemm (cpu): the weight is not packed by resq_gemm_pack_weight__cpu");
+  if (w->K != p->K || w->group != p->group || w->r != p->r || w->bits_lo != p->bits_lo || w->bits_hi != p->bits_hi)
+    return resq_fail(RESQ_ERR_SHAPE,
+                     "gemm (cpu): weight packed for K=%lld group=%lld r=%lld bits %d/%d, called with K=%lld group=%lld "
+                     "r=%lld bits %d/%d",
+                     (long long)w->K, (long long)w->group, (long long)w->r, w->bits_lo, w->bits_hi, (long long)p->K,
+                     (long long)p->group, (long long)p->r, p->bits_lo, p->bits_hi);
+  if (M > 0 && N > 0 && !y) return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: NULL output");
+  if (M > 1 && ldy < N) return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: ldy < N");
+  if (lpg > 0 && M > 0 && (!x->q_lo || !x->scale_lo || !x->zero_lo))
+    return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: lo part present but a lo array is NULL");
+  if (r > 0 && M > 0 && (!x->q_hi || !x->scale_hi || !x->zero_hi))
+    return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: hi part present but a hi array is NULL");
+  if (M > 1 && ((lpg > 0 && x->ld_lo < L->lo_bytes) || (r > 0 && x->ld_hi < L->hi_bytes)))
+    return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: a leading dimension is smaller than the packed row");
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t g = 0; g < G; g++) {
+      if (lpg > 0) {
+        float a = x->scale_lo[m * G + g];
+        int32_t z = x->zero_lo[m * G + g];
+        if (!(isfinite(a) && a > 0) || z < 0 || z > resq_qmax_asym(p->bits_lo))
+          return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: activation lo scale/zero of row %lld group %lld invalid",
+                           (long long)m, (long long)g);
+      }
+      if (r > 0) {
+        float a = x->scale_hi[m * G + g];
+        int32_t z = x->zero_hi[m * G + g];
+        if (!(isfinite(a) && a > 0) || z < 0 || z > resq_qmax_asym(p->bits_hi))
+          return resq_fail(RESQ_ERR_INVALID_ARG, "gemm: activation hi scale/zero of row %lld group %lld invalid",
+                           (long long)m, (long long)g);
+      }
+    }
+  if (bias)
+    for (int64_t n = 0; n < N; n++)
+      if (!isfinite(bias[n]))
+        return resq_fail(RESQ_ERR_NONFINITE, "gemm: weight scale or bias of row %lld is NaN or Inf", (long long)n);
+  return RESQ_OK;
+}
+
+static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x, const resq_qweight_cpu *w,
+                        const float *bias, float *yf, uint16_t *yh, int64_t ldy) {
+  resq_qact_layout L;
+  resq_status st = resq_gemm_check(p, &L);
+  if (!st) st = check_args(p, &L, M, x, w, bias, yf ? (const void *)yf : (const void *)yh, ldy);
+  if (st) return st;
+  if (M == 0 || w->N == 0) return RESQ_OK;
+
+  plan P;
+  memset(&P, 0, sizeof P);
+  P.M = M;
+  P.N = w->N;
+  P.G = L.ngroups;
+  P.lpg = L.lo_per_group;
+  P.r = p->r;
+  P.lo_bpg = L.lo_bytes_per_group;
+  P.x = x;
+  P.bias = bias;
+  P.yf = yf;
+  P.yh = yh;
+  P.ldy = ldy;
+  const uint8_t *base = (const uint8_t *)w->data;
+  P.panels = base + w->off_panels;
+  P.panel_bytes = w->panel_bytes;
+  P.npanels = w->npanels;
+  P.np = w->npanels * NR;
+  P.ws_lo = (const float *)(base + w->off_scale_lo);
+  P.ws_hi = (const float *)(base + w->off_scale_hi);
+  P.wsum_lo = (const int32_t *)(base + w->off_sum_lo);
+  P.wsum_hi = (const int32_t *)(base + w->off_sum_hi);
+
+  /* terms in K order and their segments */
+  P.ntiles = (M + MR_MAX - 1) / MR_MAX;
+  P.tq = M / P.ntiles;
+  P.trem = M % P.ntiles;
+  const int nt_max = resq_cpu_get_threads();
+  const int decode = P.ntiles <= 2;
+  const int64_t kc = decode ? SEG_MAX_STEPS : env_i64("RESQ_CPU_GEMM_KC", 256);
+  int T = (int)(P.G * ((P.lpg > 0) + (P.r > 0)));
+  int64_t lo_steps = w->lo_pad / 4, hi_steps = w->hi_pad / 4;
+  int64_t maxseg = 0;
+  for (int64_t g = 0; g < P.G; g++) maxseg += (lo_steps + kc - 1) / kc + (hi_steps + kc - 1) / kc;
+  size_t need_plan = sizeof(term) * (size_t)T + sizeof(seg) * (size_t)maxseg + sizeof(int) * (size_t)(maxseg + 1);
+  char *pm = (char *)malloc(need_plan);
+  if (!pm) return resq_fail(RESQ_ERR_NOMEM, "gemm (cpu): out of memory (plan)");
+  P.terms = (term *)pm;
+  P.segs = (seg *)(pm + sizeof(term) * (size_t)T);
+  P.blk = (int *)(pm + sizeof(term) * (size_t)T + sizeof(seg) * (size_t)maxseg);
+  int64_t astep = 0, woff = 0;
+  int j = 0;
+  for (int part = 0; part < 2; part++)
+    for (int64_t g = 0; g < P.G; g++) {
+      if ((part == 0 && P.lpg == 0) || (part == 1 && P.r == 0)) continue;
+      term *tm = &P.terms[j++];
+      tm->hi = part;
+      tm->g = g;
+      tm->a_step = astep;
+      tm->w_off = woff;
+      tm->steps = part ? hi_steps : lo_steps;
+      astep += tm->steps;
+      woff += tm->steps * (part ? 128 : 64);
+    }
+  P.T = T;
+  P.S = astep;
+  int cur = 0;
+  int64_t fill = 0;
+  P.nblk = 0;
+  for (j = 0; j < T; j++)
+    for (int64_t s = 0; s < P.terms[j].steps; s += kc) {
+      int64_t e = s + kc < P.terms[j].steps ? s + kc : P.terms[j].steps;
+      if (cur == 0 || fill + (e - s) > kc) {
+        P.blk[P.nblk++] = cur;
+        fill = 0;
+      }
+      P.segs[cur].term = j;
+      P.segs[cur].s0 = s;
+      P.segs[cur].s1 = e;
+      fill += e - s;
+      cur++;
+    }
+  P.nseg = cur;
+  P.blk[P.nblk] = cur;
+
+  /* threads, blocking */
+  P.split_panels = P.npanels >= 2 * nt_max || P.ntiles < nt_max;
+  int nt = nt_max;
+  if (P.split_panels && P.npanels < nt) nt = (int)P.npanels;
+  if (!P.split_panels && P.ntiles < nt) nt = (int)P.ntiles;
+  if (nt < 1) nt = 1;
+  P.ncp = decode ? 1 : env_i64("RESQ_CPU_GEMM_NCP", 4);
+  P.mct = decode ? P.ntiles : env_i64("RESQ_CPU_GEMM_MCT", 8);
+  P.slots = P.ncp * P.mct;
+#if RESQ_CPU_X86
+  P.mk = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512 ? mk_avx512 : mk_generic;
+#else
+  P.mk = mk_generic;
+#endif
+
+  resq_cpu_lock();
+  size_t a_bytes = (size_t)M * (size_t)P.S * 4 + 64;
+  size_t st_elems = (size_t)P.slots * MR_MAX * NR;
+  size_t scr_bytes = (size_t)nt_max * (st_elems * 8 + (size_t)P.S * 4 + 64);
+  P.A = (uint8_t *)resq_cpu_workspace(0, a_bytes);
+  char *scr = (char *)resq_cpu_workspace(1, scr_bytes);
+  if (!P.A || !scr) {
+    resq_cpu_unlock();
+    free(pm);
+    return resq_fail(RESQ_ERR_NOMEM, "gemm (cpu): out of memory (workspace of %zu + %zu bytes)", a_bytes, scr_bytes);
+  }
+  P.ystate = (float *)scr;
+  P.accstate = (int32_t *)(scr + (size_t)nt_max * st_elems * 4);
+  P.rowtmp = (uint8_t *)(scr + (size_t)nt_max * st_elems * 8);
+  if (P.ntiles <= 2) task_pack(&P, 0, 1);
+  else resq_cpu_parallel(task_pack, &P, nt_max);
+  resq_cpu_parallel(task_compute, &P, nt);
+  resq_cpu_unlock();
+  free(pm);
+  return RESQ_OK;
+}
+
+resq_status resq_gemm_q4q8_f16__cpu(const resq_qact_params *split, int64_t M, const resq_qact *x,
+                                    const resq_qweight_cpu *w, const float *bias, uint16_t *y, int64_t ldy) {
+  return gemm(split, M, x, w, bias, NULL, y, ldy);
+}
+
+resq_status resq_gemm_q4q8_f32__cpu(const resq_qact_params *split, int64_t M, const resq_qact *x,
+                                    const resq_qweight_cpu *w, const float *bias, float *y, int64_t ldy) {
+  return gemm(split, M, x, w, bias, y, NULL, ldy);
+}

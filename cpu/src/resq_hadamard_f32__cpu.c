@@ -1,0 +1,379 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * CPU Hadamard rotation y = (x .* s) H_n^T (ref/CONTRACT.md section 2),
+ * bit-identical to resq_hadamard_{f32,f16}__ref.
+ *
+ * Every output element is the reference's sequence of fp32 operations; only
+ * independent operations are reordered:
+ *  - pass 1 loads 16 elements, applies the signs (exact XOR of the sign bit)
+ *    and runs the butterflies of strides 1, 2, 4, 8 inside the register
+ *    (permute, add, masked subtract: even lanes a+b, odd lanes a-b);
+ *  - the strides 16 .. m/2 run in passes of up to 4 stages on 16 registers
+ *    (radix 16, ascending strides inside the pass and from pass to pass);
+ *  - the last pass multiplies by inv (one rounding) and either writes the
+ *    output (K = 1) or u and -u (exact) to scratch;
+ *  - the hadK mix is vectorized across the positions b of a block: for every
+ *    output row a, acc = (+-u)[b], then acc = acc + (+-u)[c*m + b] for
+ *    c = 1..K-1 (a - v is a + (-v) exactly), 8 independent accumulators.
+ * Rows are split across the threads. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cpu_rows.h"
+#include "resq/dtype.h"
+
+#if RESQ_CPU_X86
+#include <immintrin.h>
+#endif
+
+/* ------------------------------------------------------------------ plan */
+
+static const int k_orders[] = {12, 20, 28, 36, 40, 44, 52, 60, 108, 140, 156, 172};
+static uint8_t *g_neg[sizeof k_orders / sizeof k_orders[0]]; /* built once, under the call lock */
+
+resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp) {
+  int K;
+  int64_t m;
+  resq_status st = resq_hadamard_factor(n, &K, &m);
+  if (st) return st;
+  memset(hp, 0, sizeof *hp);
+  hp->n = n;
+  hp->m = m;
+  hp->K = K;
+  hp->inv = resq_hadamard_scale_f32(n);
+  hp->signs = signs;
+  hp->avx512 = avx512;
+  if (K > 1) {
+    size_t i = 0;
+    while (k_orders[i] != K) i++;
+    if (!g_neg[i]) {
+      uint8_t *tab = (uint8_t *)malloc((size_t)K * (size_t)K);
+      if (!tab) return resq_fail(RESQ_ERR_NOMEM, "hadamard (cpu): out of memory");
+      for (int a = 0; a < K; a++)
+        for (int c = 0; c < K; c++) tab[a * K + c] = resq_hadamard_k_entry(K, a, c) < 0;
+      g_neg[i] = tab;
+    }
+    hp->neg = g_neg[i];
+  }
+  return RESQ_OK;
+}
+
+/* ------------------------------------------------------------------ portable row */
+
+static void had_row_generic(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                            float *t, int *overflow) {
+  const int64_t n = hp->n, m = hp->m;
+  const int K = hp->K;
+  for (int64_t i = 0; i < n; i++) {
+    float v = x32 ? x32[i] : resq_f16_to_f32(x16[i]);
+    t[i] = hp->signs && hp->signs[i] < 0 ? -v : v;
+  }
+  for (int c = 0; c < K; c++) {
+    float *v = t + (int64_t)c * m;
+    for (int64_t h = 1; h < m; h <<= 1)
+      for (int64_t i = 0; i < m; i += 2 * h)
+        for (int64_t j = i; j < i + h; j++) {
+          float a = v[j], b = v[j + h];
+          v[j] = a + b;
+          v[j + h] = a - b;
+        }
+  }
+  for (int64_t i = 0; i < n; i++) t[i] *= hp->inv;
+  for (int a = 0; a < K; a++)
+    for (int64_t b = 0; b < m; b++) {
+      float acc;
+      if (K == 1) {
+        acc = t[b];
+      } else {
+        const uint8_t *neg = hp->neg + a * K;
+        acc = neg[0] ? -t[b] : t[b];
+        for (int c = 1; c < K; c++) {
+          float v = t[(int64_t)c * m + b];
+          acc = neg[c] ? acc - v : acc + v;
+        }
+      }
+      int64_t i = (int64_t)a * m + b;
+      if (y32) {
+        y32[i] = acc;
+      } else {
+        uint16_t h = resq_f32_to_f16(acc);
+        if ((h & 0x7c00u) == 0x7c00u) *overflow = 1;
+        y16[i] = h;
+      }
+    }
+}
+
+/* ------------------------------------------------------------------ AVX-512 row */
+#if RESQ_CPU_X86
+RESQ_AVX512_BEGIN
+
+typedef struct had_io {
+  const had_plan *hp;
+  float *t, *nu, *y32;
+  uint16_t *y16;
+  __mmask16 ovf;
+} had_io;
+
+static inline __attribute__((always_inline)) __m512 negate(__m512 v) {
+  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
+}
+
+/* Write an output vector of the row at element i (already scaled). */
+static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i, __m512 v) {
+  if (io->y32) {
+    _mm512_storeu_ps(io->y32 + i, v);
+  } else {
+    _mm256_storeu_si256((__m256i *)(io->y16 + i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    __m512 a = _mm512_abs_ps(v); /* RNE to f16 gives +-Inf exactly when |v| >= 65520 */
+    io->ovf |= _mm512_cmp_ps_mask(a, _mm512_set1_ps(65520.0f), _CMP_GE_OQ);
+  }
+}
+
+/* End of the butterflies for element i: scale, then output (K = 1) or u, -u. */
+static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, __m512 v) {
+  v = _mm512_mul_ps(v, _mm512_set1_ps(io->hp->inv));
+  if (io->hp->K == 1) {
+    put_out(io, i, v);
+  } else {
+    _mm512_store_ps(io->t + i, v);
+    _mm512_store_ps(io->nu + i, negate(v));
+  }
+}
+
+/* Butterfly of stride h (1, 2, 4, 8) inside a register: even lanes a+b, odd lanes a-b. */
+static inline __attribute__((always_inline)) __m512 intra(__m512 v, int stages) {
+  __m512 s;
+  if (stages > 0) {
+    s = _mm512_permute_ps(v, 0xB1);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xAAAA, s, v);
+  }
+  if (stages > 1) {
+    s = _mm512_permute_ps(v, 0x4E);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xCCCC, s, v);
+  }
+  if (stages > 2) {
+    s = _mm512_shuffle_f32x4(v, v, 0xB1);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xF0F0, s, v);
+  }
+  if (stages > 3) {
+    s = _mm512_shuffle_f32x4(v, v, 0x4E);
+    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xFF00, s, v);
+  }
+  return v;
+}
+
+/* r (1..4) stages of strides h, 2h, 4h, 8h (h >= 16) over one block of m
+ * elements at blk (element offset off in the row); last: finish() instead of store. */
+static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *blk, int64_t off, int64_t m,
+                                                             int64_t h, const int r, int last) {
+  const int R = 1 << r;
+  for (int64_t base = 0; base < m; base += R * h)
+    for (int64_t j = base; j < base + h; j += 16) {
+      __m512 v[16];
+      _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) v[q] = _mm512_load_ps(blk + j + q * h);
+      _Pragma("GCC unroll 4") for (int s = 0; s < r; s++) {
+        const int hs = 1 << s;
+        _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) if (!(q & hs)) {
+          __m512 a = v[q], b = v[q + hs];
+          v[q] = _mm512_add_ps(a, b);
+          v[q + hs] = _mm512_sub_ps(a, b);
+        }
+      }
+      if (last) {
+        _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) finish(io, off + j + q * h, v[q]);
+      } else {
+        _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) _mm512_store_ps(blk + j + q * h, v[q]);
+      }
+    }
+}
+
+/* hadK mix of A output rows x B vectors, accumulators independent. */
+static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A, const int B) {
+  const had_plan *hp = io->hp;
+  const int K = hp->K;
+  const int64_t m = hp->m;
+  const float *base[2] = {io->t, io->nu};
+  for (int a0 = 0; a0 < K; a0 += A)
+    for (int64_t j0 = 0; j0 < m; j0 += 16 * B) {
+      __m512 acc[4][8];
+      _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++) {
+        const float *src = base[hp->neg[(a0 + ai) * K]] + j0;
+        _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_load_ps(src + 16 * bi);
+      }
+      for (int c = 1; c < K; c++)
+        _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++) {
+          const float *src = base[hp->neg[(a0 + ai) * K + c]] + (int64_t)c * m + j0;
+          _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++)
+            acc[ai][bi] = _mm512_add_ps(acc[ai][bi], _mm512_load_ps(src + 16 * bi));
+        }
+      _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++)
+        _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++) put_out(io, (int64_t)(a0 + ai) * m + j0 + 16 * bi, acc[ai][bi]);
+    }
+}
+
+static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                           float *t, float *nu, int *overflow) {
+  const int64_t n = hp->n, m = hp->m;
+  int lm = 0;
+  while (((int64_t)1 << lm) < m) lm++;
+  const int nin = lm < 4 ? lm : 4, ncross = lm - nin;
+  had_io io = {hp, t, nu, y32, y16, 0};
+  const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
+  /* pass 1: load, signs, strides 1..8 */
+  for (int64_t i = 0; i < n; i += 16) {
+    __m512 v = x32 ? _mm512_loadu_ps(x32 + i) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i)));
+    if (hp->signs) {
+      __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(hp->signs + i)));
+      v = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(v), neg, _mm512_castps_si512(v), sbit));
+    }
+    switch (nin) {
+      case 2: v = intra(v, 2); break;
+      case 3: v = intra(v, 3); break;
+      default: v = intra(v, 4); break;
+    }
+    if (ncross == 0) finish(&io, i, v);
+    else _mm512_store_ps(t + i, v);
+  }
+  /* strides 16 .. m/2, up to 4 per pass */
+  if (ncross > 0)
+    for (int c = 0; c < hp->K; c++) {
+      float *blk = t + (int64_t)c * m;
+      for (int s = 0; s < ncross;) {
+        int r = ncross - s < 4 ? ncross - s : 4, last = s + r == ncross;
+        int64_t h = (int64_t)16 << s;
+        switch (r) {
+          case 1: cross_pass(&io, blk, (int64_t)c * m, m, h, 1, last); break;
+          case 2: cross_pass(&io, blk, (int64_t)c * m, m, h, 2, last); break;
+          case 3: cross_pass(&io, blk, (int64_t)c * m, m, h, 3, last); break;
+          default: cross_pass(&io, blk, (int64_t)c * m, m, h, 4, last); break;
+        }
+        s += r;
+      }
+    }
+  if (hp->K > 1) {
+    int64_t mv = m / 16;
+    if (mv >= 8) mix_t(&io, 1, 8);
+    else if (mv == 4) mix_t(&io, 2, 4);
+    else if (mv == 2) mix_t(&io, 4, 2);
+    else mix_t(&io, 4, 1);
+  }
+  if (io.ovf) *overflow = 1;
+}
+
+RESQ_AVX512_END
+#endif /* RESQ_CPU_X86 */
+
+void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                      float *t, float *nu, int *overflow) {
+#if RESQ_CPU_X86
+  if (hp->avx512 && hp->m >= 16) { /* m < 16 (n <= 172*8): the portable row */
+    had_row_avx512(hp, x32, x16, y32, y16, t, nu, overflow);
+    return;
+  }
+#endif
+  (void)nu;
+  had_row_generic(hp, x32, x16, y32, y16, t, overflow);
+}
+
+/* ------------------------------------------------------------------ public functions */
+
+typedef struct had_job {
+  had_plan hp;
+  int64_t rows, ldx, ldy;
+  const float *x32;
+  const uint16_t *x16;
+  float *y32;
+  uint16_t *y16;
+  float *scratch; /* per thread: 2 * stride floats */
+  int64_t stride;
+  int64_t bad_row[64]; /* per thread: first row whose f16 output overflowed, or -1 */
+} had_job;
+
+static void had_task(void *arg, int tid, int nt) {
+  had_job *J = (had_job *)arg;
+  int64_t b, e;
+  resq_cpu_range(J->rows, tid, nt, &b, &e);
+  float *t = J->scratch + (size_t)tid * 2 * (size_t)J->stride, *nu = t + J->stride;
+  J->bad_row[tid] = -1;
+  for (int64_t r = b; r < e; r++) {
+    int ovf = 0;
+    resq_cpu_had_row(&J->hp, J->x32 ? J->x32 + r * J->ldx : NULL, J->x16 ? J->x16 + r * J->ldx : NULL,
+                     J->y32 ? J->y32 + r * J->ldy : NULL, J->y16 ? J->y16 + r * J->ldy : NULL, t, nu, &ovf);
+    if (ovf) {
+      J->bad_row[tid] = r;
+      return;
+    }
+  }
+}
+
+/* The reference's argument checks (values are not scanned). */
+static resq_status check_args(int64_t rows, int64_t n, const void *x, int64_t ldx, const void *y, int64_t ldy,
+                              const int8_t *signs, void *work, size_t work_size) {
+  int K;
+  int64_t m;
+  resq_status st = resq_hadamard_factor(n, &K, &m);
+  if (st) return st;
+  if (!work || work_size < resq_hadamard_workspace_size(n))
+    return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: workspace of %zu bytes given, %zu needed", work_size,
+                     resq_hadamard_workspace_size(n));
+  if (signs)
+    for (int64_t i = 0; i < n; i++)
+      if (signs[i] != 1 && signs[i] != -1)
+        return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: signs[%lld] = %d (must be +1 or -1)", (long long)i, signs[i]);
+  if (rows < 0) return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: rows=%lld < 0", (long long)rows);
+  if (rows > 0 && (!x || !y)) return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: NULL input or output");
+  if (rows > 1 && (ldx < n || ldy < n))
+    return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: leading dimensions (%lld, %lld) smaller than n=%lld",
+                     (long long)ldx, (long long)ldy, (long long)n);
+  return RESQ_OK;
+}
+
+static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uint16_t *x16, int64_t ldx, float *y32,
+                            uint16_t *y16, int64_t ldy, const int8_t *signs, void *work, size_t work_size) {
+  resq_status st = check_args(rows, n, x32 ? (const void *)x32 : (const void *)x16, ldx,
+                              y32 ? (const void *)y32 : (const void *)y16, ldy, signs, work, work_size);
+  if (st || rows == 0) return st;
+  resq_cpu_lock();
+  had_job J;
+  memset(&J, 0, sizeof J);
+  st = resq_cpu_had_plan(n, signs, resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512, &J.hp);
+  if (st) {
+    resq_cpu_unlock();
+    return st;
+  }
+  int nt = resq_cpu_get_threads();
+  if (nt > 64) nt = 64;
+  if (nt > rows) nt = (int)rows;
+  J.rows = rows;
+  J.ldx = ldx;
+  J.ldy = ldy;
+  J.x32 = x32;
+  J.x16 = x16;
+  J.y32 = y32;
+  J.y16 = y16;
+  J.stride = (n + 15) / 16 * 16;
+  J.scratch = (float *)resq_cpu_workspace(2, (size_t)nt * 2 * (size_t)J.stride * sizeof(float));
+  if (!J.scratch) {
+    resq_cpu_unlock();
+    return resq_fail(RESQ_ERR_NOMEM, "hadamard (cpu): out of memory");
+  }
+  resq_cpu_parallel(had_task, &J, nt);
+  int64_t bad = -1;
+  for (int i = 0; i < nt; i++)
+    if (J.bad_row[i] >= 0 && (bad < 0 || J.bad_row[i] < bad)) bad = J.bad_row[i];
+  resq_cpu_unlock();
+  if (bad >= 0)
+    return resq_fail(RESQ_ERR_NONFINITE, "hadamard: an output of row %lld overflows f16 (rows may be partly written)",
+                     (long long)bad);
+  return RESQ_OK;
+}
+
+resq_status resq_hadamard_f32__cpu(int64_t rows, int64_t n, const float *x, int64_t ldx, float *y, int64_t ldy,
+                                   const int8_t *signs, void *work, size_t work_size) {
+  return hadamard(rows, n, x, NULL, ldx, y, NULL, ldy, signs, work, work_size);
+}
+
+resq_status resq_hadamard_f16__cpu(int64_t rows, int64_t n, const uint16_t *x, int64_t ldx, uint16_t *y,
+                                   int64_t ldy, const int8_t *signs, void *work, size_t work_size) {
+  return hadamard(rows, n, NULL, x, ldx, NULL, y, ldy, signs, work, work_size);
+}

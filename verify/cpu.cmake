@@ -1,0 +1,18 @@
+# SPDX-License-Identifier: Apache-2.0
+# CPU backend (cpu/, resq/cpu.h) vs the reference and vs the golden data.
+# Label "cpu;<stage>". Every program runs each check on the portable path and,
+# when the CPU has AVX-512 VNNI, on the AVX-512 path (forced through
+# resq_cpu_set_isa), so CI covers both dispatch paths on any x86-64.
+# Needs the resq_cpu target: the top level adds cpu/ before verify/.
+set(_resq_cpu_golden ${PROJECT_SOURCE_DIR}/golden)
+function(resq_cpu_backend_test tname stage src)
+  resq_cpu_test(${tname} ${stage} EXE ${src} SOURCES ${CMAKE_CURRENT_LIST_DIR}/${src}.c ${ARGN})
+  target_link_libraries(${src} PRIVATE resq_cpu)
+endfunction()
+resq_cpu_backend_test(gemm_q4q8_f16__cpu gemm cpu_gemm_q4q8_f16_test TIMEOUT 900)
+resq_cpu_backend_test(hadamard_f32__cpu hadamard cpu_hadamard_f32_test)
+resq_cpu_backend_test(quant_act_f32_q4q8__cpu quant cpu_quant_act_f32_q4q8_test)
+# golden cases (path A), bit for bit, on every dispatch path
+foreach(st hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8)
+  resq_cpu_backend_test(${st}__cpu_golden golden cpu_golden_test ARGS --golden ${_resq_cpu_golden} --stage ${st})
+endforeach()

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * CPU Hadamard rotation (resq/cpu.h) vs the reference, bit for bit
+ * (ref/CONTRACT.md section 2 is exact): every hadK order with several block
+ * sizes m, powers of two up to 2^16, rows 1..9 with leading dimensions > n,
+ * with and without signs, f32 and f16, in place, every dispatch path, 1 and
+ * 3 threads, outputs inside guard bands; f16 overflow and argument errors give
+ * the reference's status codes. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resq/cpu.h"
+#include "resq/dtype.h"
+#include "resq/hadamard.h"
+#include "resq/rng.h"
+#include "resq_check.h"
+
+#define GUARD 48
+static int g_isas[2], g_nisa;
+
+static void fill(resq_rng *r, float *x, int64_t n, int kind) {
+  for (int64_t i = 0; i < n; i++) {
+    double v = resq_rng_normal(r);
+    if (kind == 1 && resq_rng_below(r, 64) == 0) v *= 300; /* LLM-like outliers */
+    if (kind == 2) v = (double)resq_rng_range(r, -3, 3);   /* small integers: many exact zeros and ties */
+    x[i] = resq_round_f16((float)v);
+  }
+}
+
+/* One shape: reference f32/f16 once, then every ISA and thread count. */
+static void check_shape(resq_rng *r, int64_t rows, int64_t n, int64_t extra, int with_signs, int kind) {
+  int64_t ld = n + extra;
+  size_t tot = (size_t)(rows * ld) + 2 * GUARD;
+  float *x = calloc(tot, 4), *want32 = calloc((size_t)(rows * n) + 1, 4), *y32 = malloc(tot * 4);
+  uint16_t *x16 = calloc(tot, 2), *want16 = calloc((size_t)(rows * n) + 1, 2), *y16 = malloc(tot * 2);
+  int8_t *s = with_signs ? malloc((size_t)n) : NULL;
+  size_t ws = resq_hadamard_workspace_size(n);
+  void *work = malloc(ws);
+  for (int64_t i = 0; i < rows; i++) fill(r, x + GUARD + i * ld, n, kind);
+  for (size_t i = 0; i < tot; i++) x16[i] = resq_f32_to_f16(x[i]);
+  if (s) resq_hadamard_random_signs(resq_rng_u64(r), n, s);
+  RC_CHECK(resq_hadamard_f32__ref(rows, n, x + GUARD, ld, want32, n, s, work, ws) == RESQ_OK, "ref f32: %s", resq_last_error());
+  RC_CHECK(resq_hadamard_f16__ref(rows, n, x16 + GUARD, ld, want16, n, s, work, ws) == RESQ_OK, "ref f16: %s",
+           resq_last_error());
+  for (int i = 0; i < g_nisa; i++)
+    for (int threads = 0; threads <= 3; threads += 3) {
+      resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+      resq_cpu_set_threads(threads);
+      for (size_t k = 0; k < tot; k++) {
+        memcpy(&y32[k], &(uint32_t){0x7fc0deadu}, 4);
+        y16[k] = 0xdead;
+      }
+      resq_status a = resq_hadamard_f32__cpu(rows, n, x + GUARD, ld, y32 + GUARD, ld, s, work, ws);
+      resq_status b = resq_hadamard_f16__cpu(rows, n, x16 + GUARD, ld, y16 + GUARD, ld, s, work, ws);
+      RC_CHECK(a == RESQ_OK && b == RESQ_OK, "cpu status %d %d: %s", a, b, resq_last_error());
+      long bad32 = 0, bad16 = 0, canary = 0;
+      for (size_t k = 0; k < tot; k++) {
+        int64_t j = (int64_t)k - GUARD;
+        if (j >= 0 && j < rows * ld && j % ld < n) {
+          int64_t o = (j / ld) * n + j % ld;
+          bad32 += memcmp(&y32[k], &want32[o], 4) != 0;
+          bad16 += y16[k] != want16[o];
+        } else {
+          canary += y16[k] != 0xdead || memcmp(&y32[k], &(uint32_t){0x7fc0deadu}, 4) != 0;
+        }
+      }
+      RC_CHECK(bad32 == 0 && bad16 == 0 && canary == 0, "%s, %d threads: %ld f32 / %ld f16 outputs differ, %ld guard elements written",
+               resq_cpu_isa_name(resq_cpu_get_isa()), threads, bad32, bad16, canary);
+      /* in place (x == y, same ld) */
+      float *xi = malloc(tot * 4);
+      uint16_t *xi16 = malloc(tot * 2);
+      memcpy(xi, x, tot * 4);
+      memcpy(xi16, x16, tot * 2);
+      RC_CHECK(resq_hadamard_f32__cpu(rows, n, xi + GUARD, ld, xi + GUARD, ld, s, work, ws) == RESQ_OK &&
+                   resq_hadamard_f16__cpu(rows, n, xi16 + GUARD, ld, xi16 + GUARD, ld, s, work, ws) == RESQ_OK,
+               "in place: %s", resq_last_error());
+      long badi = 0;
+      for (int64_t rr = 0; rr < rows; rr++)
+        for (int64_t j = 0; j < n; j++) {
+          badi += memcmp(&xi[GUARD + rr * ld + j], &want32[rr * n + j], 4) != 0;
+          badi += xi16[GUARD + rr * ld + j] != want16[rr * n + j];
+        }
+      RC_CHECK(badi == 0, "in place: %ld outputs differ", badi);
+      free(xi), free(xi16);
+    }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  resq_cpu_set_threads(0);
+  free(x), free(want32), free(y32), free(x16), free(want16), free(y16), free(s), free(work);
+}
+
+static void case_orders(void) {
+  if (!rc_case("every_order_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  const int *orders;
+  int no = resq_hadamard_orders(&orders);
+  for (int i = 0; i < no; i++) {
+    int64_t ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    for (size_t j = 0; j < sizeof ms / sizeof ms[0]; j++) {
+      int64_t n = orders[i] * ms[j], m;
+      int K;
+      if (resq_hadamard_factor(n, &K, &m) != RESQ_OK) continue; /* e.g. 60*... taken by another order */
+      rc_note("n=%lld (K=%d, m=%lld)", (long long)n, K, (long long)m);
+      check_shape(&r, (int64_t)(1 + j % 3), n, (int64_t)(j % 2) * 5, (int)(j % 2), (int)(j % 3));
+    }
+  }
+}
+
+static void case_llm_sizes(void) {
+  if (!rc_case("llm_sizes_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  /* hidden/intermediate sizes (Llama-2/3 7B/8B/13B/70B), head_dim, powers of two */
+  static const int64_t ns[][2] = {{4096, 5},  {14336, 3}, {11008, 3}, {128, 9},  {5120, 3}, {13824, 2},
+                                  {8192, 2},  {28672, 1}, {32768, 2}, {65536, 1}, {16, 4},  {64, 7},
+                                  {1, 3},     {2, 3},     {4, 2},     {8, 2},    {12, 3},  {24, 2}};
+  for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+    rc_note("n=%lld rows=%lld", (long long)ns[i][0], (long long)ns[i][1]);
+    check_shape(&r, ns[i][1], ns[i][0], 3, (int)(i % 2), 1);
+    check_shape(&r, ns[i][1], ns[i][0], 0, (int)((i + 1) % 2), 2);
+  }
+}
+
+static void case_errors(void) {
+  if (!rc_case("overflow_and_argument_errors")) return;
+  const int64_t n = 4096;
+  size_t ws = resq_hadamard_workspace_size(n);
+  void *work = malloc(ws);
+  uint16_t *x = malloc(2 * n * 2), *y = malloc(2 * n * 2), *yr = malloc(2 * n * 2);
+  for (int64_t i = 0; i < 2 * n; i++) x[i] = resq_f32_to_f16(0.5f);
+  for (int64_t i = 0; i < n; i++) x[n + i] = 0x7bff; /* row 1: all 65504: y_0 = 64 * 65504 overflows */
+  int8_t s[4096];
+  for (int i = 0; i < n; i++) s[i] = 1;
+  for (int i = 0; i < g_nisa; i++) {
+    resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+#define SAME(call_ref, call_cpu, what)                                                                        \
+  do {                                                                                                        \
+    resq_status a_ = (call_ref), b_ = (call_cpu);                                                             \
+    RC_CHECK(a_ == b_ && a_ != RESQ_OK, "%s: ref %s, cpu %s (%s)", what, resq_status_name(a_), resq_status_name(b_), \
+             resq_last_error());                                                                              \
+  } while (0)
+    SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, s, work, ws),
+         "f16 overflow");
+    SAME(resq_hadamard_f16__ref(2, 100, x, n, yr, n, NULL, work, ws), resq_hadamard_f16__cpu(2, 100, x, n, y, n, NULL, work, ws),
+         "unsupported n = 100");
+    SAME(resq_hadamard_f16__ref(2, 0, x, n, yr, n, NULL, work, ws), resq_hadamard_f16__cpu(2, 0, x, n, y, n, NULL, work, ws),
+         "n = 0");
+    SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, NULL, work, ws - 1), resq_hadamard_f16__cpu(2, n, x, n, y, n, NULL, work, ws - 1),
+         "small workspace");
+    SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, NULL, NULL, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, NULL, NULL, ws),
+         "NULL workspace");
+    s[77] = 0;
+    SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, s, work, ws),
+         "sign 0");
+    s[77] = 1;
+    SAME(resq_hadamard_f16__ref(-1, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(-1, n, x, n, y, n, s, work, ws),
+         "rows < 0");
+    SAME(resq_hadamard_f16__ref(2, n, x, n - 1, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n - 1, y, n, s, work, ws),
+         "ldx < n");
+    SAME(resq_hadamard_f32__ref(2, n, NULL, n, (float *)yr, n, s, work, ws),
+         resq_hadamard_f32__cpu(2, n, NULL, n, (float *)y, n, s, work, ws), "NULL x");
+    RC_CHECK(resq_hadamard_f16__cpu(0, n, x, n, y, n, s, work, ws) == RESQ_OK, "rows = 0");
+  }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  free(work), free(x), free(y), free(yr);
+}
+
+int main(int argc, char **argv) {
+  rc_init("cpu_hadamard_f32_test", argc, argv);
+  g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
+  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  case_orders();
+  case_llm_sizes();
+  case_errors();
+  return rc_finish();
+}

@@ -1,0 +1,265 @@
+/* SPDX-License-Identifier: Apache-2.0
+ * CPU activation quantizer (path A) and fused Hadamard + quantizer (resq/cpu.h)
+ * vs the reference, bit for bit (ref/CONTRACT.md section 3 is exact): codes,
+ * scales and zeros for per-token, per-head (KV cache) and grouped o_proj
+ * splits, odd part lengths, 1..4 / 1..8 bits, clip < 1, f32 and f16 inputs,
+ * LLM-like rows with outliers, all-zero and constant rows, exact rounding ties,
+ * tiny (subnormal f16) values; every dispatch path, 1 and 3 threads; packed
+ * rows inside guard bands; the reference's status codes on errors. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resq/cpu.h"
+#include "resq/dtype.h"
+#include "resq/hadamard.h"
+#include "resq/quant_act.h"
+#include "resq/rng.h"
+#include "resq_check.h"
+
+static int g_isas[2], g_nisa;
+
+typedef struct {
+  resq_qact q;
+  size_t nlo, nhi, ng;
+} qbuf;
+
+static void qbuf_alloc(qbuf *b, const resq_qact_layout *L, int64_t M, int64_t extra) {
+  b->q.ld_lo = L->lo_bytes + extra;
+  b->q.ld_hi = L->hi_bytes + extra;
+  b->nlo = (size_t)(M * b->q.ld_lo) + 1;
+  b->nhi = (size_t)(M * b->q.ld_hi) + 1;
+  b->ng = (size_t)(M * L->ngroups) + 1;
+  b->q.q_lo = malloc(b->nlo);
+  b->q.q_hi = malloc(b->nhi);
+  b->q.scale_lo = malloc(b->ng * 4);
+  b->q.scale_hi = malloc(b->ng * 4);
+  b->q.zero_lo = malloc(b->ng * 4);
+  b->q.zero_hi = malloc(b->ng * 4);
+  memset(b->q.q_lo, 0xa5, b->nlo);
+  memset(b->q.q_hi, 0xa5, b->nhi);
+  memset(b->q.scale_lo, 0xa5, b->ng * 4);
+  memset(b->q.scale_hi, 0xa5, b->ng * 4);
+  memset(b->q.zero_lo, 0xa5, b->ng * 4);
+  memset(b->q.zero_hi, 0xa5, b->ng * 4);
+}
+
+static void qbuf_free(qbuf *b) {
+  free(b->q.q_lo), free(b->q.q_hi), free(b->q.scale_lo), free(b->q.scale_hi), free(b->q.zero_lo), free(b->q.zero_hi);
+}
+
+/* Every byte of the buffers, padding and guard bytes included (both start 0xa5). */
+static void compare(const qbuf *a, const qbuf *b, const char *tag) {
+  char what[160];
+  snprintf(what, sizeof what, "%s: q_lo", tag);
+  rc_equal_bytes(a->q.q_lo, b->q.q_lo, a->nlo, what);
+  snprintf(what, sizeof what, "%s: q_hi", tag);
+  rc_equal_bytes(a->q.q_hi, b->q.q_hi, a->nhi, what);
+  snprintf(what, sizeof what, "%s: scales/zeros", tag);
+  int ok = !memcmp(a->q.scale_lo, b->q.scale_lo, a->ng * 4) && !memcmp(a->q.scale_hi, b->q.scale_hi, a->ng * 4) &&
+           !memcmp(a->q.zero_lo, b->q.zero_lo, a->ng * 4) && !memcmp(a->q.zero_hi, b->q.zero_hi, a->ng * 4);
+  RC_CHECK(ok, "%s differ", what);
+}
+
+static void fill_rows(resq_rng *r, float *x, int64_t M, int64_t K, int64_t ld, int kind) {
+  for (int64_t m = 0; m < M; m++) {
+    int k = kind == 5 ? (int)(m % 5) : kind; /* 5: a mix of kinds row by row */
+    float c = (float)resq_rng_normal(r);
+    for (int64_t j = 0; j < K; j++) {
+      double v;
+      switch (k) {
+        case 0: v = resq_rng_normal(r); break;
+        case 1: v = resq_rng_normal(r) * (resq_rng_below(r, 50) == 0 ? 200 : 1); break; /* outliers */
+        case 2: v = 0; break;                                                          /* all zero */
+        case 3: v = c; break;                                                          /* constant */
+        default: v = 0.5 * (double)resq_rng_range(r, -15, 15); break;                  /* ties at x/s = k + 1/2 */
+      }
+      if (k == 0 && j % 97 == 3) v = ldexp(v, -20); /* subnormal in f16 */
+      x[m * ld + j] = resq_round_f16((float)v);
+    }
+  }
+}
+
+static void check_cfg(resq_rng *r, const resq_qact_params *p, int64_t M, int kind) {
+  resq_qact_layout L;
+  if (!RC_CHECK(resq_qact_check(p, &L) == RESQ_OK, "params: %s", resq_last_error())) return;
+  int64_t K = p->K, ld = K + 5;
+  float *x = calloc((size_t)(M * ld) + 1, 4);
+  uint16_t *x16 = calloc((size_t)(M * ld) + 1, 2);
+  fill_rows(r, x, M, K, ld, kind);
+  for (int64_t i = 0; i < M * ld; i++) x16[i] = resq_f32_to_f16(x[i]);
+  for (int src = 0; src < 2; src++) {
+    qbuf want, got;
+    qbuf_alloc(&want, &L, M, 3);
+    resq_status st = src ? resq_quant_act_f16_q4q8__ref(p, M, x16, ld, &want.q) : resq_quant_act_f32_q4q8__ref(p, M, x, ld, &want.q);
+    RC_CHECK(st == RESQ_OK, "ref: %s", resq_last_error());
+    for (int i = 0; i < g_nisa; i++)
+      for (int threads = 0; threads <= 3; threads += 3) {
+        resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+        resq_cpu_set_threads(threads);
+        qbuf_alloc(&got, &L, M, 3);
+        st = src ? resq_quant_act_f16_q4q8__cpu(p, M, x16, ld, &got.q) : resq_quant_act_f32_q4q8__cpu(p, M, x, ld, &got.q);
+        RC_CHECK(st == RESQ_OK, "cpu: %s", resq_last_error());
+        char tag[96];
+        snprintf(tag, sizeof tag, "%s input, %s, %d threads", src ? "f16" : "f32", resq_cpu_isa_name(resq_cpu_get_isa()),
+                 threads);
+        compare(&got, &want, tag);
+        qbuf_free(&got);
+      }
+    qbuf_free(&want);
+  }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  resq_cpu_set_threads(0);
+  free(x), free(x16);
+}
+
+static void case_shapes(void) {
+  if (!rc_case("shapes_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  /* K, group, r, bits_lo, bits_hi, clip*100, M */
+  static const int64_t cfg[][7] = {
+      {4096, 4096, 512, 4, 8, 100, 1},  {4096, 4096, 512, 4, 8, 100, 17}, {4096, 4096, 0, 4, 8, 100, 5},
+      {4096, 4096, 4096, 4, 8, 100, 3}, {14336, 14336, 0, 4, 8, 100, 3},  {4096, 128, 16, 4, 8, 100, 9},
+      {1024, 128, 16, 4, 8, 100, 64},   {1024, 64, 8, 4, 8, 100, 2},      {37, 37, 4, 4, 8, 100, 7},
+      {9, 9, 2, 4, 8, 100, 5},          {45, 15, 4, 4, 8, 100, 6},        {1, 1, 0, 4, 8, 100, 3},
+      {1, 1, 1, 4, 8, 100, 3},          {256, 256, 32, 2, 6, 90, 4},      {100, 100, 7, 3, 5, 75, 4},
+      {64, 32, 5, 1, 1, 100, 4},        {4096, 4096, 512, 4, 8, 95, 2},   {17, 17, 16, 4, 8, 100, 3},
+  };
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    resq_qact_params p = resq_qact_default(cfg[c][0]);
+    p.group = cfg[c][1];
+    p.r = cfg[c][2];
+    p.bits_lo = (int)cfg[c][3];
+    p.bits_hi = (int)cfg[c][4];
+    p.clip = (float)cfg[c][5] / 100.0f;
+    for (int kind = 0; kind <= 5; kind++) {
+      rc_note("K=%lld group=%lld r=%lld bits=%d/%d clip=%g M=%lld kind=%d", (long long)p.K, (long long)p.group,
+              (long long)p.r, p.bits_lo, p.bits_hi, (double)p.clip, (long long)cfg[c][6], kind);
+      check_cfg(&r, &p, cfg[c][6], kind);
+    }
+  }
+}
+
+/* resq_hadamard_f32__ref on the widened f16 rows, then resq_quant_act_f32_q4q8__ref. */
+static void case_fused(void) {
+  if (!rc_case("fused_hadamard_quant_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t cfg[][3] = {{4096, 0, 3}, {14336, 0, 2}, {11008, 0, 2}, {128, 0, 5},
+                                   {4096, 512, 2}, {12, 0, 3},  {8192, 0, 1},  {20, 3, 2}};
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    int64_t n = cfg[c][0], M = cfg[c][2], ld = n + 2;
+    resq_qact_params p = resq_qact_default(n);
+    p.r = cfg[c][1];
+    resq_qact_layout L;
+    resq_qact_check(&p, &L);
+    rc_note("n=%lld r=%lld M=%lld", (long long)n, (long long)p.r, (long long)M);
+    float *x = calloc((size_t)(M * ld), 4), *h = malloc(sizeof(float) * (size_t)(M * n));
+    uint16_t *x16 = calloc((size_t)(M * ld), 2);
+    fill_rows(&r, x, M, n, ld, 1);
+    for (int64_t i = 0; i < M * ld; i++) x16[i] = resq_f32_to_f16(x[i]);
+    int8_t *s = malloc((size_t)n);
+    resq_hadamard_random_signs(resq_rng_u64(&r), n, s);
+    size_t ws = resq_hadamard_workspace_size(n);
+    void *work = malloc(ws);
+    for (int with_signs = 0; with_signs < 2; with_signs++) {
+      const int8_t *sg = with_signs ? s : NULL;
+      for (int64_t m = 0; m < M; m++)
+        for (int64_t j = 0; j < n; j++) x[m * ld + j] = resq_f16_to_f32(x16[m * ld + j]);
+      RC_CHECK(resq_hadamard_f32__ref(M, n, x, ld, h, n, sg, work, ws) == RESQ_OK, "ref hadamard: %s", resq_last_error());
+      qbuf want, got;
+      qbuf_alloc(&want, &L, M, 1);
+      RC_CHECK(resq_quant_act_f32_q4q8__ref(&p, M, h, n, &want.q) == RESQ_OK, "ref quant: %s", resq_last_error());
+      for (int i = 0; i < g_nisa; i++) {
+        resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+        qbuf_alloc(&got, &L, M, 1);
+        RC_CHECK(resq_hadamard_quant_act_f16_q4q8__cpu(&p, M, x16, ld, sg, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
+        char tag[64];
+        snprintf(tag, sizeof tag, "fused, %s, signs %d", resq_cpu_isa_name(resq_cpu_get_isa()), with_signs);
+        compare(&got, &want, tag);
+        qbuf_free(&got);
+      }
+      qbuf_free(&want);
+    }
+    resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+    free(x), free(h), free(x16), free(s), free(work);
+  }
+}
+
+static void case_errors(void) {
+  if (!rc_case("argument_errors")) return;
+  const int64_t K = 64, M = 2;
+  resq_qact_params p = resq_qact_default(K);
+  resq_qact_layout L;
+  resq_qact_check(&p, &L);
+  float x[2 * 64];
+  for (int i = 0; i < 2 * 64; i++) x[i] = (float)i - 50.0f;
+  qbuf a, b;
+  qbuf_alloc(&a, &L, M, 0);
+  qbuf_alloc(&b, &L, M, 0);
+#define SAME(call_ref, call_cpu, what)                                                                        \
+  do {                                                                                                        \
+    resq_status a_ = (call_ref), b_ = (call_cpu);                                                             \
+    RC_CHECK(a_ == b_ && a_ != RESQ_OK, "%s: ref %s, cpu %s (%s)", what, resq_status_name(a_), resq_status_name(b_), \
+             resq_last_error());                                                                              \
+  } while (0)
+  resq_qact_params q = p;
+  q.bits_lo = 5;
+  SAME(resq_quant_act_f32_q4q8__ref(&q, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q), "bits_lo 5");
+  q = p;
+  q.group = 48;
+  SAME(resq_quant_act_f32_q4q8__ref(&q, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q), "group 48");
+  q = p;
+  q.clip = 0.0f;
+  SAME(resq_quant_act_f32_q4q8__ref(&q, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q), "clip 0");
+  q = p;
+  q.r = 65;
+  SAME(resq_quant_act_f32_q4q8__ref(&q, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q), "r > group");
+  SAME(resq_quant_act_f32_q4q8__ref(&p, -1, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, -1, x, K, &b.q), "M < 0");
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, NULL, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, NULL, K, &b.q), "NULL x");
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, x, K - 1, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, x, K - 1, &b.q), "ldx < K");
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, x, K, NULL), resq_quant_act_f32_q4q8__cpu(&p, M, x, K, NULL), "NULL output");
+  a.q.ld_lo--;
+  b.q.ld_lo--;
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, x, K, &b.q), "ld_lo too small");
+  a.q.ld_lo++;
+  b.q.ld_lo++;
+  uint8_t *save_a = a.q.q_hi, *save_b = b.q.q_hi;
+  a.q.q_hi = b.q.q_hi = NULL;
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, x, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, x, K, &b.q), "NULL q_hi");
+  a.q.q_hi = save_a;
+  b.q.q_hi = save_b;
+  /* a range below maxq * 2^-149 (f32 input only): degenerate scale */
+  float tiny[2 * 64];
+  for (int i = 0; i < 2 * 64; i++) tiny[i] = i % 3 ? 1e-45f : 0.0f;
+  SAME(resq_quant_act_f32_q4q8__ref(&p, M, tiny, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, tiny, K, &b.q),
+       "degenerate scale");
+  q = p;
+  q.mode = RESQ_QMODE_PATH_B_BF16;
+  RC_CHECK(resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q) == RESQ_ERR_UNSUPPORTED, "path B: %s", resq_last_error());
+  RC_CHECK(resq_hadamard_quant_act_f16_q4q8__cpu(&q, M, (const uint16_t *)x, K, NULL, &b.q) == RESQ_ERR_UNSUPPORTED,
+           "fused path B");
+  q = resq_qact_default(100);
+  RC_CHECK(resq_hadamard_quant_act_f16_q4q8__cpu(&q, 1, (const uint16_t *)x, 100, NULL, &b.q) == RESQ_ERR_UNSUPPORTED,
+           "fused: n = 100 has no Hadamard");
+  /* nothing written by the failed calls */
+  qbuf fresh;
+  qbuf_alloc(&fresh, &L, M, 0);
+  compare(&b, &fresh, "after failed calls");
+  RC_CHECK(resq_quant_act_f32_q4q8__cpu(&p, 0, NULL, K, &b.q) == RESQ_OK, "M = 0");
+  qbuf_free(&fresh);
+  qbuf_free(&a);
+  qbuf_free(&b);
+}
+
+int main(int argc, char **argv) {
+  rc_init("cpu_quant_act_f32_q4q8_test", argc, argv);
+  g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
+  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  case_shapes();
+  case_fused();
+  case_errors();
+  return rc_finish();
+}
