@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# bench/report/charts.sh -- gnuplot charts (PNG and SVG) from the report's TSV
+# tables; a chart is drawn only when its table exists. Called by bench/run_all
+# with OUT (report directory) and RPT (this directory) in the environment.
+#   charts/stages_gbps          GB/s vs rows per activation width: each stage
+#                               (solid) and the memcpy of the same bytes (dashed)
+#   charts/stages_vs_memcpy     stage speed / memcpy speed vs rows
+#   charts/gemm_gops_<model>    GOPS vs M, one panel per layer shape of the model
+#   charts/gemm_speedup_<model> ratio to the 16-bit baseline vs M, same panels
+#   charts/roofline             GOPS vs arithmetic intensity, with the measured roofs
+#   charts/roofline_fraction    fraction of the attainable roofline vs M (median over shapes)
+set -euo pipefail
+: "${OUT:?}" "${RPT:?}"
+C="$OUT/charts"
+D="$C/data"
+mkdir -p "$D"
+LOG="$OUT/raw/gnuplot.log"
+: >"$LOG"
+
+# render <name> <width> <height>: $D/<name>.gp -> $C/<name>.png and .svg
+render() {
+  local name=$1 w=$2 h=$3 ok=0
+  gnuplot -e "set terminal pngcairo noenhanced size $w,$h font 'sans,10'; set output '$C/$name.png'" \
+    "$D/$name.gp" >>"$LOG" 2>&1 || ok=1
+  gnuplot -e "set terminal svg noenhanced size $w,$h dynamic font 'sans,10'; set output '$C/$name.svg'" \
+    "$D/$name.gp" >>"$LOG" 2>&1 || ok=1
+  if [ "$ok" = 0 ]; then echo "  charts/$name.png .svg"; else echo "  charts/$name: gnuplot failed (raw/gnuplot.log)"; fi
+}
+
+# layout <n>: "rows cols width height" for n panels of 560x400
+layout() {
+  local n=$1 cols rows
+  cols=$(( n < 3 ? n : (n == 4 ? 2 : 3) ))
+  rows=$(( (n + cols - 1) / cols ))
+  local w=$((cols * 560))
+  [ "$w" -lt 720 ] && w=720
+  echo "$rows $cols $w $((rows * 400 + 30))"
+}
+
+# ---------------------------------------------------------------- stages
+if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
+  for kind in gbps ratio; do
+    awk -F'\t' -v D="$D" -v kind="$kind" '
+      NR == 1 { next }
+      {
+        s = $1 "__" $2 " " $3
+        if (!(s in sid)) { sid[s] = ++ns; sname[ns] = s; swidth[ns] = $4 }
+        if (!($4 in wid)) { wid[$4] = ++nw; wname[nw] = $4 }
+        k = sid[s]; n = ++cnt[k]
+        X[k, n] = $5; Y[k, n] = $7; Z[k, n] = $8; V[k, n] = $9
+      }
+      END {
+        for (k = 1; k <= ns; k++) {
+          f = D "/stages_" k ".dat"
+          for (i = 2; i <= cnt[k]; i++)  # sort by rows
+            for (j = i; j > 1 && X[k, j - 1] + 0 > X[k, j] + 0; j--) {
+              t = X[k, j]; X[k, j] = X[k, j - 1]; X[k, j - 1] = t
+              t = Y[k, j]; Y[k, j] = Y[k, j - 1]; Y[k, j - 1] = t
+              t = Z[k, j]; Z[k, j] = Z[k, j - 1]; Z[k, j - 1] = t
+              t = V[k, j]; V[k, j] = V[k, j - 1]; V[k, j - 1] = t
+            }
+          printf "" > f
+          for (i = 1; i <= cnt[k]; i++) print X[k, i], Y[k, i], Z[k, i], V[k, i] > f
+          close(f)
+        }
+        print nw > (D "/stages_npanels")
+        g = D "/stages_" kind ".gp"
+        cols = nw < 3 ? nw : (nw == 4 ? 2 : 3); rows = int((nw + cols - 1) / cols)
+        printf "set multiplot layout %d,%d title \"%s\"\n", rows, cols,
+          (kind == "gbps" ? "Stages vs memcpy of the same bytes (dashed)" \
+                          : "Stage GB/s / memcpy GB/s (same bytes)") > g
+        print "set logscale x 2; set logscale y; set grid; set key center right font \",8\" opaque" > g
+        print "set xlabel \"rows (tokens)\"" > g
+        print (kind == "gbps" ? "set ylabel \"GB/s (inputs + outputs)\"" : "set ylabel \"stage GB/s / memcpy GB/s\"") > g
+        for (w = 1; w <= nw; w++) {
+          printf "set title \"width %s\"\n", wname[w] > g
+          cmd = ""; c = 0
+          for (k = 1; k <= ns; k++) {
+            if (swidth[k] != wname[w]) continue
+            c++
+            f = D "/stages_" k ".dat"
+            if (kind == "gbps")
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt 7 lw 2 t \"%s\", \"%s\" u 1:3 w l lc %d dt 2 notitle", f, c, sname[k], f, c)
+            else
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:4 w lp lc %d pt 7 lw 2 t \"%s\"", f, c, sname[k])
+          }
+          if (kind == "ratio") cmd = cmd ", 1 w l lc rgb \"black\" dt 3 t \"memcpy\""
+          print "plot " cmd > g
+        }
+        print "unset multiplot" > g
+      }' "$OUT/stages_vs_memcpy.tsv"
+    read -r rows cols w h < <(layout "$(cat "$D/stages_npanels")")
+    if [ "$kind" = gbps ]; then render stages_gbps "$w" "$h"
+    else mv "$D/stages_ratio.gp" "$D/stages_vs_memcpy.gp"; render stages_vs_memcpy "$w" "$h"; fi
+  done
+fi
+
+# ---------------------------------------------------------------- GEMM per model
+if [ -s "$OUT/gemm.tsv" ]; then
+  models=$(awk -F'\t' 'NR > 1 { n = split($4, a, ";"); for (i = 1; i <= n; i++) { m = a[i]; sub(/:.*/, "", m); if (m != "-" && !(m in s)) { s[m] = 1; print m } } }' "$OUT/gemm.tsv")
+  for model in $models; do
+    for kind in gops speedup; do
+      np=$(awk -F'\t' -v D="$D" -v model="$model" -v kind="$kind" '
+        FNR == 1 { next }
+        FNR == NR { if (!($5 in fid)) { fid[$5] = ++nf; fname[nf] = $5 }; next }
+        {
+          # layers of this model using (N, K)
+          n = split($4, a, ";"); ls = ""
+          for (i = 1; i <= n; i++) if (index(a[i], model ":") == 1) ls = substr(a[i], length(model) + 2)
+          if (ls == "") next
+          shp = $1 "x" $2
+          if (!(shp in pid)) { pid[shp] = ++np; pname[np] = "N=" $1 " K=" $2 " (" ls ")" }
+          if (kind == "speedup" && $14 == "(itself)") next
+          k = pid[shp] SUBSEP fid[$5]; c = ++cnt[k]
+          X[k, c] = $3; Y[k, c] = (kind == "gops" ? $8 : $13)
+        }
+        END {
+          g = D "/gemm_" kind "_" model ".gp"
+          cols = np < 3 ? np : (np == 4 ? 2 : 3); rows = int((np + cols - 1) / cols)
+          printf "set multiplot layout %d,%d title \"%s: %s\"\n", rows, cols, model,
+            (kind == "gops" ? "GOPS (2MNK/t) vs M, cold weights" : "time(oneDNN bf16) / time vs M") > g
+          print "set logscale x 2; set grid; set key top left font \",8\" opaque; set xlabel \"M (tokens)\"" > g
+          print (kind == "gops" ? "set logscale y; set ylabel \"GOPS\"" : "set logscale y; set ylabel \"time(baseline) / time\"") > g
+          for (p = 1; p <= np; p++) {
+            printf "set title \"%s\"\n", pname[p] > g
+            cmd = ""
+            for (q = 1; q <= nf; q++) {
+              k = p SUBSEP q
+              if (!(k in cnt)) continue
+              f = D "/gemm_" kind "_" model "_" p "_" q ".dat"
+              for (i = 2; i <= cnt[k]; i++)
+                for (j = i; j > 1 && X[k, j - 1] + 0 > X[k, j] + 0; j--) {
+                  t = X[k, j]; X[k, j] = X[k, j - 1]; X[k, j - 1] = t
+                  t = Y[k, j]; Y[k, j] = Y[k, j - 1]; Y[k, j - 1] = t
+                }
+              printf "" > f
+              for (i = 1; i <= cnt[k]; i++) print X[k, i], Y[k, i] > f
+              close(f)
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt 7 lw 2 t \"%s\"", f, q, fname[q])
+            }
+            if (kind == "speedup") cmd = cmd ", 1 w l lc rgb \"black\" dt 3 t \"oneDNN bf16 (baseline)\""
+            if (cmd != "") print "plot " cmd > g
+          }
+          print "unset multiplot" > g
+          print np
+        }' "$OUT/gemm.tsv" "$OUT/gemm.tsv")
+      [ "${np:-0}" -gt 0 ] || continue
+      read -r rows cols w h < <(layout "$np")
+      render "gemm_${kind}_$model" "$w" "$h"
+    done
+  done
+fi
+
+# ---------------------------------------------------------------- roofline
+if [ -s "$OUT/roofline.tsv" ]; then
+  awk -F'\t' -v D="$D" -v S="$OUT/machine_summary.tsv" '
+    BEGIN {
+      while ((getline line < S) > 0) {
+        split(line, a, "\t")
+        if (a[1] == "read_bw_GBps") bw = a[2]
+        if (a[1] ~ /^machine_peak_.*_GOPS$/) { np++; pk[np] = a[2]; pn[np] = a[1]; sub(/^machine_peak_/, "", pn[np]); sub(/_GOPS$/, "", pn[np]) }
+      }
+    }
+    NR == 1 { next }
+    {
+      if (!($2 in fid)) { fid[$2] = ++nf; fname[nf] = $2 }
+      f = D "/roofline_" fid[$2] ".dat"
+      print $4, $5, $3 > f
+      fr = fid[$2] SUBSEP $3; c = ++cnt[fr]; FR[fr, c] = $10
+      if (!($3 in mid)) { mid[$3] = 1; ms[++nm] = $3 }
+      if (xmin == "" || $4 + 0 < xmin) xmin = $4 + 0
+      if ($4 + 0 > xmax) xmax = $4 + 0
+    }
+    END {
+      g = D "/roofline.gp"
+      print "set title \"Roofline: measured read bandwidth " bw " GB/s and instruction ceilings (2MNK/t vs 2MNK / bytes moved)\"" > g
+      print "set logscale xy; set grid; set key bottom right font \",8\" opaque" > g
+      print "set xlabel \"arithmetic intensity (ops per byte of weights + activations + output)\"; set ylabel \"GOPS\"" > g
+      printf "set xrange [%g:%g]\n", xmin / 2, xmax * 2 > g
+      cmd = ""
+      for (i = 1; i <= np; i++)
+        cmd = cmd (cmd == "" ? "" : ", ") sprintf("(x*%s < %s ? x*%s : %s) w l lc rgb \"gray%d\" lw 1.5 dt %d t \"roof: %s %s GOPS\"", bw, pk[i], bw, pk[i], 20 + 15 * i, i + 1, pn[i], pk[i])
+      for (q = 1; q <= nf; q++)
+        cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w p lc %d pt %d ps 1.2 t \"%s\"", D "/roofline_" q ".dat", q, 5 + 2 * (q % 4), fname[q])
+      print "plot " cmd > g
+      # fraction of the attainable roofline vs M: median over shapes per family
+      for (i = 2; i <= nm; i++) for (j = i; j > 1 && ms[j - 1] + 0 > ms[j] + 0; j--) { t = ms[j]; ms[j] = ms[j - 1]; ms[j - 1] = t }
+      g2 = D "/roofline_fraction.gp"
+      print "set title \"Fraction of the attainable roofline min(peak, bandwidth x intensity), median over layer shapes\"" > g2
+      print "set logscale x 2; set grid; set key top left font \",8\" opaque; set yrange [0:*]" > g2
+      print "set xlabel \"M (tokens)\"; set ylabel \"achieved / attainable\"" > g2
+      cmd = ""
+      for (q = 1; q <= nf; q++) {
+        f = D "/roofline_fraction_" q ".dat"
+        printf "" > f
+        for (m = 1; m <= nm; m++) {
+          fr = q SUBSEP ms[m]; n = cnt[fr]
+          if (n == 0) continue
+          for (i = 1; i <= n; i++) v[i] = FR[fr, i] + 0
+          for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+          med = (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+          print ms[m], med, v[1], v[n] > f
+        }
+        close(f)
+        cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2:3:4 w yerrorlines lc %d pt 7 lw 2 t \"%s (bars: min..max)\"", f, q, fname[q])
+      }
+      print "plot " cmd ", 1 w l lc rgb \"black\" dt 3 notitle" > g2
+    }' "$OUT/roofline.tsv"
+  render roofline 1000 650
+  render roofline_fraction 900 550
+fi

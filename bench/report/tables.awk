@@ -1,0 +1,170 @@
+# SPDX-License-Identifier: Apache-2.0
+# bench/report/tables.awk -- the report's tables, from results.tsv (one row per
+# benchmark, results.awk) and context.tsv (prog, key, value):
+#   awk -f tables.awk -v out=DIR results.tsv context.tsv
+# writes into DIR (each only when it has rows):
+#   machine.tsv           the machine probes (bandwidth GB/s, instruction ceilings GOPS)
+#   machine_summary.tsv   key/value: read_bw (the highest all-thread read bandwidth
+#                         bench_machine measured in the run: the denominator of the
+#                         bandwidth and roofline fractions),
+#                         copy_bw, and each peak at the most threads
+#   stages_vs_memcpy.tsv  every benchmark whose label says baseline=memcpy/...
+#   gemm.tsv              every gemm_*/gemv_* benchmark: GOPS, GB/s, ratio to its
+#                         baseline (the 16-bit GEMM of the same shape), fraction of
+#                         bandwidth (bench_machine's, and for M <= 16 the in-process
+#                         probe over the same weights) and of the roofline
+#   speedup.tsv           every benchmark with a baseline= label: time ratio
+#   roofline.tsv          every benchmark with a roof= label
+#   skipped.tsv           every benchmark that was skipped or failed, with the reason
+# The conventions (names, counters, labels) are in bench/resq_bench.h.
+BEGIN { FS = OFS = "\t" }
+function par(params, key,   n, a, i, c) {
+  n = split(params, a, "/")
+  for (i = 1; i <= n; i++) {
+    c = index(a[i], ":")
+    if (c && substr(a[i], 1, c - 1) == key) return substr(a[i], c + 1)
+  }
+  return ""
+}
+function lab(label, key,   n, a, i, c) {
+  n = split(label, a, ";")
+  for (i = 1; i <= n; i++) {
+    c = index(a[i], "=")
+    if (c && substr(a[i], 1, c - 1) == key) return substr(a[i], c + 1)
+  }
+  return ""
+}
+function g4(x) { return x == "" ? "" : sprintf("%.4g", x) }
+function g3(x) { return x == "" ? "" : sprintf("%.3g", x) }
+function min2(a, b) { return a < b ? a : b }
+FNR == 1 { file++; next }
+file == 1 {
+  nr++
+  for (c = 1; c <= NF; c++) R[nr, c] = $c
+  # 1 prog 2 name 3 family 4 stage 5 backend 6 params 7 status 8 message 9 time_ns 10 cv
+  # 11 reps 12 bytes_s 13 ops_s 14 wbytes_s 15 relerr 16 label 17 probe_bw
+  if ($7 == "ok" && $1 !~ /^bench_machine@/) {
+    if (!(($2) in byname)) byname[$2] = nr
+    byprogname[$1, $2] = nr
+  }
+  next
+}
+file == 2 {
+  if ($2 ~ /^resq_layers_N[0-9]+_K[0-9]+$/) layers[$2] = $3
+  next
+}
+END {
+  # ---- machine
+  maxthr = 0
+  for (r = 1; r <= nr; r++)
+    if (R[r, 1] ~ /^bench_machine@/ && R[r, 7] == "ok" && par(R[r, 6], "threads") + 0 > maxthr)
+      maxthr = par(R[r, 6], "threads") + 0
+  f = out "/machine.tsv"
+  nm = 0
+  for (r = 1; r <= nr; r++) {
+    if (R[r, 1] !~ /^bench_machine@/) continue
+    if (!nm++) print "probe", "benchmark", "threads", "value", "unit", "cv", "status" > f
+    probe = substr(R[r, 1], index(R[r, 1], "@") + 1)
+    thr = par(R[r, 6], "threads")
+    isbw = R[r, 3] ~ /_bw$/
+    v = R[r, 7] != "ok" ? "" : (isbw ? R[r, 12] / 1e9 : R[r, 13] / 1e9)
+    print probe, R[r, 3], thr, g4(v), (isbw ? "GB/s" : "GOPS"), g3(R[r, 10]),
+          (R[r, 7] == "ok" ? "ok" : R[r, 7] ": " R[r, 8]) > f
+    if (R[r, 7] != "ok" || thr + 0 != maxthr) continue
+    key = R[r, 3]
+    if (isbw) {
+      if (R[r, 12] + 0 > M[key]) M[key] = R[r, 12] + 0
+      Mp[key, probe] = R[r, 12] + 0
+    } else if (R[r, 13] + 0 > M[key]) M[key] = R[r, 13] + 0
+  }
+  BW = M["machine_read_bw"] + 0
+  f = out "/machine_summary.tsv"
+  print "key", "value" > f
+  print "threads", maxthr > f
+  print "read_bw_GBps", g4(BW / 1e9) > f
+  print "read_bw_start_GBps", g4(Mp["machine_read_bw", "start"] / 1e9) > f
+  print "read_bw_end_GBps", g4(Mp["machine_read_bw", "end"] / 1e9) > f
+  print "copy_bw_GBps", g4(M["machine_copy_bw"] / 1e9) > f
+  print "copy_bw_start_GBps", g4(Mp["machine_copy_bw", "start"] / 1e9) > f
+  print "copy_bw_end_GBps", g4(Mp["machine_copy_bw", "end"] / 1e9) > f
+  for (k in M) if (k ~ /^machine_peak_/) print k "_GOPS", g4(M[k] / 1e9) > f
+
+  # ---- stages against memcpy
+  f = out "/stages_vs_memcpy.tsv"
+  ns = 0
+  for (r = 1; r <= nr; r++) {
+    base = lab(R[r, 16], "baseline")
+    if (R[r, 7] != "ok" || base !~ /^memcpy\//) continue
+    b = ((R[r, 1], base) in byprogname) ? byprogname[R[r, 1], base] : ""
+    if (!ns++) print "stage", "backend", "config", "width", "rows", "time_us", "GBps", "memcpy_GBps", "vs_memcpy",
+                     "frac_read_bw", "memcpy" > f
+    config = R[r, 6]
+    sub(/\/?rows:[0-9]+/, "", config)
+    width = par(R[r, 6], "n") != "" ? par(R[r, 6], "n") : par(R[r, 6], "K")
+    gb = R[r, 12] / 1e9
+    mgb = b == "" ? "" : R[b, 12] / 1e9
+    print R[r, 4], R[r, 5], config, width, par(R[r, 6], "rows"), g4(R[r, 9] / 1e3), g4(gb), g4(mgb),
+          (mgb == "" ? "" : g3(gb / mgb)), (BW > 0 ? g3(R[r, 12] / BW) : ""), base > f
+  }
+
+  # ---- GEMMs
+  for (r = 1; r <= nr; r++) { # families other benchmarks name as their baseline
+    base = lab(R[r, 16], "baseline")
+    if (base != "") { sub(/\/.*/, "", base); isbase[base] = 1 }
+  }
+  f = out "/gemm.tsv"
+  ng = 0
+  for (r = 1; r <= nr; r++) {
+    if (R[r, 7] != "ok" || R[r, 3] !~ /^gem[mv]_/) continue
+    if (!ng++) print "N", "K", "M", "layers", "family", "backend", "impl", "GOPS", "GBps", "wGBps", "time_us", "cv",
+                     "vs_baseline", "baseline", "frac_read_bw", "roof", "roof_GOPS", "attainable_GOPS",
+                     "frac_roof", "check_relerr", "copies", "probe_GBps", "frac_probe" > f
+    N = par(R[r, 6], "N"); K = par(R[r, 6], "K"); Mt = par(R[r, 6], "M")
+    base = lab(R[r, 16], "baseline")
+    vs = ""
+    if (base != "" && (base in byname)) vs = R[byname[base], 9] / R[r, 9]
+    else if (R[r, 3] in isbase) { vs = 1; base = "(itself)" }
+    roof = lab(R[r, 16], "roof")
+    peak = (roof in M) ? M[roof] : ""
+    att = ""
+    if (peak != "" && BW > 0 && R[r, 12] > 0) att = min2(peak, BW * R[r, 13] / R[r, 12])
+    L = layers["resq_layers_N" N "_K" K]
+    print N, K, Mt, (L == "" ? "-" : L), R[r, 3], R[r, 5], lab(R[r, 16], "impl"), g4(R[r, 13] / 1e9),
+          g4(R[r, 12] / 1e9), g4(R[r, 14] / 1e9), g4(R[r, 9] / 1e3), g3(R[r, 10]), g3(vs), base,
+          (BW > 0 ? g3(R[r, 12] / BW) : ""), roof, (peak == "" ? "" : g4(peak / 1e9)),
+          (att == "" ? "" : g4(att / 1e9)), (att == "" ? "" : g3(R[r, 13] / att)), g3(R[r, 15]),
+          lab(R[r, 16], "copies"), (R[r, 17] == "" ? "" : g4(R[r, 17] / 1e9)),
+          (R[r, 17] + 0 > 0 ? g3(R[r, 12] / R[r, 17]) : "") > f
+  }
+
+  # ---- generic: every baseline pair, every roofline point
+  f = out "/speedup.tsv"
+  np = 0
+  for (r = 1; r <= nr; r++) {
+    base = lab(R[r, 16], "baseline")
+    if (R[r, 7] != "ok" || base == "") continue
+    b = ((R[r, 1], base) in byprogname) ? byprogname[R[r, 1], base] : ((base in byname) ? byname[base] : "")
+    if (!np++) print "benchmark", "baseline", "time_us", "baseline_time_us", "speedup", "same_process" > f
+    print R[r, 2], base, g4(R[r, 9] / 1e3), (b == "" ? "missing" : g4(R[b, 9] / 1e3)),
+          (b == "" ? "" : g3(R[b, 9] / R[r, 9])), (b != "" && R[b, 1] == R[r, 1] ? "yes" : "no") > f
+  }
+  f = out "/roofline.tsv"
+  nf = 0
+  for (r = 1; r <= nr; r++) {
+    roof = lab(R[r, 16], "roof")
+    if (R[r, 7] != "ok" || roof == "" || R[r, 12] <= 0) continue
+    peak = (roof in M) ? M[roof] : ""
+    if (!nf++) print "benchmark", "family", "M", "intensity_ops_per_byte", "GOPS", "roof", "peak_GOPS",
+                     "bw_roof_GOPS", "attainable_GOPS", "frac" > f
+    inten = R[r, 13] / R[r, 12]
+    att = peak == "" ? BW * inten : min2(peak, BW * inten)
+    print R[r, 2], R[r, 3], par(R[r, 6], "M"), g4(inten), g4(R[r, 13] / 1e9), roof, (peak == "" ? "" : g4(peak / 1e9)),
+          g4(BW * inten / 1e9), g4(att / 1e9), (att > 0 ? g3(R[r, 13] / att) : "") > f
+  }
+
+  # ---- what did not run
+  f = out "/skipped.tsv"
+  print "prog", "benchmark", "status", "reason" > f
+  for (r = 1; r <= nr; r++)
+    if (R[r, 7] != "ok" || R[r, 8] != "") print R[r, 1], R[r, 2], R[r, 7], R[r, 8] > f
+}
