@@ -156,7 +156,7 @@ static void case_headers(void) {
     resq_array_free(&a);
   }
   /* preamble-level faults */
-  unsigned char bad[64];
+  unsigned char bad[128]; /* 10-byte preamble + 58-byte dict + 4 data bytes (64 overflowed: found by ci/sanitize.sh) */
   size_t n = make_image(bad, 1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }\n", data, 4);
   resq_array a;
   bad[0] = 0x92;

@@ -100,23 +100,29 @@ int main(int argc, char **argv) {
   if (argc == 4 && (strcmp(argv[1], "cmp") == 0 || strcmp(argv[1], "cmpdata") == 0)) {
     int shape_matters = strcmp(argv[1], "cmp") == 0;
     resq_array a, b;
+    memset(&b, 0, sizeof b);
+    /* both arrays are freed on every path (ci/sanitize.sh runs this tool with LeakSanitizer) */
     if (resq_npy_read(argv[2], &a) || resq_npy_read(argv[3], &b)) {
       fprintf(stderr, "npy_tool cmp: %s\n", resq_last_error());
+      resq_array_free(&a);
       return 1;
     }
     int same = a.dtype == b.dtype && a.nbytes == b.nbytes &&
                (!shape_matters || (a.ndim == b.ndim && memcmp(a.shape, b.shape, sizeof(int64_t) * (size_t)a.ndim) == 0));
+    int rc = 0;
     if (!same) {
       fprintf(stderr, "npy_tool cmp: %s vs %s: dtype/shape differ (%s vs %s)\n", argv[2], argv[3],
               resq_dtype_name(a.dtype), resq_dtype_name(b.dtype));
-      return 1;
+      rc = 1;
     }
-    for (size_t i = 0; i < a.nbytes; i++)
+    for (size_t i = 0; !rc && i < a.nbytes; i++)
       if (((unsigned char *)a.data)[i] != ((unsigned char *)b.data)[i]) {
         fprintf(stderr, "npy_tool cmp: %s vs %s: first differing byte %zu of %zu\n", argv[2], argv[3], i, a.nbytes);
-        return 1;
+        rc = 1;
       }
-    return 0;
+    resq_array_free(&a);
+    resq_array_free(&b);
+    return rc;
   }
   if (argc == 3 && strcmp(argv[1], "info") == 0) {
     resq_array a;
@@ -127,6 +133,7 @@ int main(int argc, char **argv) {
     printf("%s ", resq_dtype_name(a.dtype));
     for (int i = 0; i < a.ndim; i++) printf("%s%lld", i ? "," : "", (long long)a.shape[i]);
     printf("\n");
+    resq_array_free(&a);
     return 0;
   }
   fprintf(stderr, "usage: npy_tool fill|header|cmp|info ... (see the source header)\n");
