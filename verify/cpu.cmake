@@ -16,3 +16,9 @@ resq_cpu_backend_test(quant_act_f32_q4q8__cpu quant cpu_quant_act_f32_q4q8_test)
 foreach(st hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8)
   resq_cpu_backend_test(${st}__cpu_golden golden cpu_golden_test ARGS --golden ${_resq_cpu_golden} --stage ${st})
 endforeach()
+# golden gemm_q4q8_f16 (packed operands of the golden files, CPU layout round trip), bit
+# for bit on every dispatch path: verify/golden_test.c built with RESQ_GOLDEN_CPU
+resq_cpu_test(gemm_q4q8_f16__cpu_golden gemm EXE golden_cpu_test SOURCES ${CMAKE_CURRENT_LIST_DIR}/golden_test.c
+              ARGS --golden ${_resq_cpu_golden} --stage gemm_q4q8_f16)
+target_compile_definitions(golden_cpu_test PRIVATE RESQ_GOLDEN_CPU=1)
+target_link_libraries(golden_cpu_test PRIVATE resq_cpu)

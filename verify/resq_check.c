@@ -94,8 +94,16 @@ int rc_check_impl(int ok, const char *file, int line, const char *fmt, ...) {
   if (!g.repro_printed) {
     g.repro_printed = 1;
     const char *gd = rc_arg("golden");
-    printf("REPRO: %s --case %s --seed 0x%016" PRIx64 "%s%s%s%s\n", g.program, g.cur, g.seed, gd ? " --golden " : "",
-           gd ? gd : "", g.note[0] ? "   # " : "", g.note);
+    /* options that select what a program runs are part of the repro command */
+    static const char *const sel[] = {"stage", "part", "isa"};
+    char extra[256] = "";
+    size_t off = 0;
+    for (size_t i = 0; i < sizeof sel / sizeof sel[0]; i++) {
+      const char *v = rc_arg(sel[i]);
+      if (v && off < sizeof extra) off += (size_t)snprintf(extra + off, sizeof extra - off, " --%s %s", sel[i], v);
+    }
+    printf("REPRO: %s%s --case %s --seed 0x%016" PRIx64 "%s%s%s%s\n", g.program, extra, g.cur, g.seed,
+           gd ? " --golden " : "", gd ? gd : "", g.note[0] ? "   # " : "", g.note);
   }
   fflush(stdout);
   return 0;
