@@ -22,3 +22,7 @@ resq_cpu_test(gemm_q4q8_f16__cpu_golden gemm EXE golden_cpu_test SOURCES ${CMAKE
               ARGS --golden ${_resq_cpu_golden} --stage gemm_q4q8_f16)
 target_compile_definitions(golden_cpu_test PRIVATE RESQ_GOLDEN_CPU=1)
 target_link_libraries(golden_cpu_test PRIVATE resq_cpu)
+# calibration stages on OpenBLAS/LAPACK: PCA (dsyrk + dsyevd) and GPTQ (dpotrf/dpotri + dgemm)
+# vs the reference, by derived bounds (ref/CONTRACT.md s.12-13; the bounds are in the sources)
+resq_cpu_backend_test(pca_f64__cpu pca cpu_pca_f64_test TIMEOUT 600)
+resq_cpu_backend_test(gptq_f64__cpu gptq cpu_gptq_f64_test TIMEOUT 600)

@@ -34,7 +34,9 @@
 #include <stdint.h>
 
 #include "resq/gemm.h"
+#include "resq/gptq.h"
 #include "resq/hadamard.h"
+#include "resq/pca.h"
 #include "resq/quant_act.h"
 #include "resq/status.h"
 
@@ -137,6 +139,49 @@ resq_status resq_quant_act_f16_q4q8__cpu(const resq_qact_params *p, int64_t M, c
  * bit for bit, without writing the rotated rows. */
 resq_status resq_hadamard_quant_act_f16_q4q8__cpu(const resq_qact_params *p, int64_t M, const uint16_t *x,
                                                   int64_t ldx, const int8_t *signs, const resq_qact *out);
+
+/* ---- calibration: PCA basis (ref/CONTRACT.md section 13) ----
+ * OpenBLAS/LAPACK in double. These stages check element values like the
+ * reference (NaN/Inf: RESQ_ERR_NONFINITE, nothing added or written): the scan
+ * is O(1/d) of their work. OpenBLAS runs with resq_cpu_get_threads() threads
+ * during the call (its previous thread count is restored afterwards).
+ *
+ * Second moment: the reference's accumulator (resq_pca_accum_init/free/reset,
+ * resq_pca_covariance_f64__ref work on it unchanged), updated by dsyrk on
+ * blocks of 256 tokens widened to double. Not bit-identical to the reference:
+ * every S[i][j] is the same double sum of exact products in another order
+ * (|S - S_exact| <= gamma_{T-1} sum_t |x_t[i] x_t[j]| for both), so batch
+ * splits also change low bits. */
+resq_status resq_pca_accum_f32__cpu(resq_pca_accum *a, int64_t T, const float *x, int64_t ldx);
+resq_status resq_pca_accum_f16__cpu(resq_pca_accum *a, int64_t T, const uint16_t *x, int64_t ldx);
+/* Basis: the reference's covariance (same bits from the same S) and LAPACK
+ * dsyevd; eigenvalues ascending, eigenvectors as columns of U with the
+ * contract's sign convention. Agrees with resq_pca_basis_f64__ref up to the
+ * two solvers' backward errors (eigenvalues: Weyl; top-r projector:
+ * Davis-Kahan with the gap). Workspace: resq_pca_basis_workspace_size__cpu(d)
+ * (about 3 d^2 doubles: the matrix and dsyevd's work). */
+size_t resq_pca_basis_workspace_size__cpu(int64_t d);
+resq_status resq_pca_basis_f64__cpu(const resq_pca_accum *a, double damp, double *eigvals, double *U, int64_t ldu,
+                                    void *work, size_t work_size);
+
+/* ---- calibration: GPTQ (ref/CONTRACT.md section 12) ----
+ * The reference's algorithm and API; Cholesky/inverse by LAPACK dpotrf/dpotri,
+ * the lazy block updates by dgemm, rows split over the pool. Results differ
+ * from resq_gptq_f64__ref only by double rounding (rare code flips at rounding
+ * boundaries, which the error feedback may carry along a row); the same
+ * failures give the same status codes, nothing written. Workspace:
+ * resq_gptq_workspace_size__cpu (about 2 K^2 + N K + N*blocksize doubles). */
+size_t resq_gptq_workspace_size__cpu(const resq_gptq_params *p, int64_t N);
+resq_status resq_gptq_f64__cpu(const resq_gptq_params *p, const resq_gptq_hessian *h, int64_t N, const float *W,
+                               int64_t ldw, int8_t *codes, int64_t ldc, float *scale_lo, float *scale_hi, float *Q,
+                               int64_t ldq, resq_gptq_info *info, void *work, size_t work_size);
+/* The Hessian's add_batch with the reference's semantics (running average,
+ * X = sqrt(2/n) x, both triangles written, bitwise symmetric), H += X^T X by
+ * dsyrk on blocks of 256 tokens: another summation order than the reference's
+ * token order (same gamma bound). */
+resq_status resq_gptq_add_batch_f32__cpu(resq_gptq_hessian *h, int64_t B, int64_t T, const float *x, int64_t ldx);
+resq_status resq_gptq_add_batch_f16__cpu(resq_gptq_hessian *h, int64_t B, int64_t T, const uint16_t *x,
+                                         int64_t ldx);
 
 #ifdef __cplusplus
 }
