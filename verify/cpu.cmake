@@ -26,3 +26,7 @@ target_link_libraries(golden_cpu_test PRIVATE resq_cpu)
 # vs the reference, by derived bounds (ref/CONTRACT.md s.12-13; the bounds are in the sources)
 resq_cpu_backend_test(pca_f64__cpu pca cpu_pca_f64_test TIMEOUT 600)
 resq_cpu_backend_test(gptq_f64__cpu gptq cpu_gptq_f64_test TIMEOUT 600)
+# the FP16 GEMM (the 16-bit baseline of the layer comparison), bit for bit
+resq_cpu_backend_test(gemm_f16__cpu gemm cpu_gemm_f16_test)
+# the decoder layer on the CPU kernels (ResQ / QuaRot / RTN-style and FP16 forms), bit for bit
+resq_cpu_backend_test(layer_q4q8__cpu layer cpu_layer_test TIMEOUT 600)

@@ -37,7 +37,8 @@ void resq_cpu_lock(void);
 void resq_cpu_unlock(void);
 
 /* Workspace of at least `bytes`, 64-byte aligned, valid until resq_cpu_unlock
- * (slot 0..3 are independent buffers). NULL if the allocation fails. */
+ * (slots 0..5 are independent buffers: 0, 1 mixed GEMM; 2 Hadamard, FP16 GEMM;
+ * 3 quantizer; 4 layer ops). NULL if the allocation fails. */
 void *resq_cpu_workspace(int slot, size_t bytes);
 
 /* Split [0, n) into nthreads contiguous ranges; range of thread tid. */

@@ -131,11 +131,11 @@ void resq_cpu_unlock(void) { pthread_mutex_unlock(&g_call); }
 
 /* ---------------------------------------------------------------- workspace */
 
-static void *g_ws[4];
-static size_t g_ws_size[4];
+static void *g_ws[6];
+static size_t g_ws_size[6];
 
 void *resq_cpu_workspace(int slot, size_t bytes) {
-  if (slot < 0 || slot >= 4) return NULL;
+  if (slot < 0 || slot >= 6) return NULL;
   if (bytes == 0) bytes = 64;
   if (g_ws_size[slot] >= bytes) return g_ws[slot];
   free(g_ws[slot]);

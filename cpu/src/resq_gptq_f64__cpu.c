@@ -26,7 +26,7 @@
  * value w/s lies within that rounding of a rounding boundary, after which the
  * row's later codes may follow it through the error feedback. How the tests
  * bound this (code agreement from the measured condition number, the layer
- * objective of the rows that differ) is in verify/cpu_pca_gptq_test.c. */
+ * objective of the rows that differ) is in verify/cpu_gptq_f64_test.c. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>

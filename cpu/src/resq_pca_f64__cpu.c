@@ -17,7 +17,7 @@
  *                 first on ties, made positive) on the computed vectors.
  * The reference's own solver and dsyevd agree up to their backward errors
  * (Weyl for the eigenvalues, Davis-Kahan for the top-r projector), which is
- * how verify/cpu_pca_gptq_test.c compares them.
+ * how verify/cpu_gptq_f64_test.c compares them.
  *
  * Unlike the streaming kernels, these stages DO check element values (NaN/Inf
  * in a batch adds nothing and fails with RESQ_ERR_NONFINITE, as the reference):

@@ -36,6 +36,7 @@
 #include "resq/gemm.h"
 #include "resq/gptq.h"
 #include "resq/hadamard.h"
+#include "resq/layer.h"
 #include "resq/pca.h"
 #include "resq/quant_act.h"
 #include "resq/status.h"
@@ -182,6 +183,85 @@ resq_status resq_gptq_f64__cpu(const resq_gptq_params *p, const resq_gptq_hessia
 resq_status resq_gptq_add_batch_f32__cpu(resq_gptq_hessian *h, int64_t B, int64_t T, const float *x, int64_t ldx);
 resq_status resq_gptq_add_batch_f16__cpu(resq_gptq_hessian *h, int64_t B, int64_t T, const uint16_t *x,
                                          int64_t ldx);
+
+/* ---- FP16 GEMM (ref/CONTRACT.md section 11's FP16 baseline) ----
+ * Bit-identical to resq_gemm_f16__ref / resq_gemm_f16_f32__ref: y = sum_k x_k w_k
+ * in fp32, k ascending, + bias, RNE to f16.
+ * Why this is the 16-bit GEMM of the CPU backend (for the layer comparison):
+ *  - the product of two fp16 values is exact in fp32, so vfmadd231ps with one
+ *    accumulator per output and k ascending rounds exactly like the reference:
+ *    the FP16 form of the layer runs bit-exact, with fp16 weights (2 bytes per
+ *    weight, the decode bandwidth of any 16-bit GEMM);
+ *  - vdpbf16ps (AVX512-BF16) doubles the peak flops but needs bf16 operands:
+ *    rounding the fp16 activations and weights to bf16 (3 fewer significand
+ *    bits) would make it a different, less accurate baseline than the
+ *    reference's FP16 form; oneDNN's bf16 matmul stays the kernel baseline of
+ *    bench/ for that reason;
+ *  - OpenBLAS sgemm needs fp32 weights (4 bytes per weight: half the decode
+ *    speed) and sums in its own order (not the reference's bits);
+ *  - AVX512-FP16 (vfmadd*ph) accumulates in fp16, not the contract's fp32.
+ * Its prefill ceiling is the fp32 FMA rate (half of vdpbf16ps); at decode it
+ * streams the fp16 weights at the memory bandwidth, like a bf16 GEMM.
+ * Layout: N padded to a multiple of 32, panel p = K steps of the 32 fp16
+ * values w[32p + l][k] (64 bytes per step); one 64-byte aligned block of
+ * resq_gemm_f16_pack_weight_size__cpu bytes (a byte copy is a valid weight). */
+typedef struct resq_wf16_cpu {
+  uint32_t magic; /* RESQ_WF16_CPU_MAGIC once packed */
+  int64_t N, K, npanels;
+  size_t bytes;
+  void *data;
+} resq_wf16_cpu;
+#define RESQ_WF16_CPU_MAGIC 0x52513146u /* "RQ1F" */
+
+resq_status resq_gemm_f16_pack_weight_size__cpu(int64_t N, int64_t K, size_t *bytes);
+/* w: f16 [N][ldw]; NaN/Inf weights are refused here (RESQ_ERR_NONFINITE), once. */
+resq_status resq_gemm_f16_pack_weight__cpu(int64_t N, int64_t K, const uint16_t *w, int64_t ldw, void *buf,
+                                           size_t bytes, resq_wf16_cpu *out);
+/* x: f16 [M][ldx]; bias NULL or [N] (finite, checked). */
+resq_status resq_gemm_f16__cpu(int64_t M, const uint16_t *x, int64_t ldx, const resq_wf16_cpu *w, const float *bias,
+                               uint16_t *y, int64_t ldy);
+resq_status resq_gemm_f16_f32__cpu(int64_t M, const uint16_t *x, int64_t ldx, const resq_wf16_cpu *w,
+                                   const float *bias, float *y, int64_t ldy);
+
+/* ---- decoder layer (ref/CONTRACT.md section 14) ----
+ * Both forms on the CPU kernels, bit-identical to resq_layer_{q4q8,fp16}_forward__ref
+ * (same op order: the GEMMs, quantizers and Hadamard above are exact; RMSNorm,
+ * attention, RoPE, K8 and SiLU keep the reference's double/fp32 sequences, only
+ * vectorized across independent outputs and split over the pool).
+ * The weights are packed into the CPU layouts once by *_pack__cpu, which
+ * allocates one block (freed by *_free__cpu) and copies everything it needs
+ * (the source layer may be freed afterwards). */
+typedef struct resq_layer_q4q8_cpu {
+  resq_layer_config c;
+  resq_qact_params s_qkv, s_o, s_gu, s_down, s_kv, s_qk8;
+  resq_qweight_cpu wq, wk, wv, wo, wg, wu, wd;
+  const float *k8; /* [hd][hd] copy, or NULL */
+  int online_hadamard, qk_rot_no_prequant;
+  size_t bytes; /* of the block */
+  void *mem_;   /* private */
+} resq_layer_q4q8_cpu;
+
+resq_status resq_layer_q4q8_pack__cpu(const resq_layer_config *c, const resq_layer_q4q8 *L, resq_layer_q4q8_cpu *out);
+void resq_layer_q4q8_free__cpu(resq_layer_q4q8_cpu *L);
+/* Workspace of the forward pass for T tokens (from the packed layer's splits). */
+size_t resq_layer_q4q8_workspace_size__cpu(const resq_layer_q4q8_cpu *L, int64_t T);
+/* h_in, h_out: [T, d] f16 in the layer's basis (as the reference). */
+resq_status resq_layer_q4q8_forward__cpu(const resq_layer_config *c, const resq_layer_q4q8_cpu *L, int64_t T,
+                                         const uint16_t *h_in, uint16_t *h_out, void *work, size_t work_size);
+
+typedef struct resq_layer_fp16_cpu {
+  resq_layer_config c;
+  resq_wf16_cpu wq, wk, wv, wo, wg, wu, wd;
+  const float *ln1, *ln2; /* [d] copies */
+  size_t bytes;
+  void *mem_;
+} resq_layer_fp16_cpu;
+
+resq_status resq_layer_fp16_pack__cpu(const resq_layer_config *c, const resq_layer_fp16 *w, resq_layer_fp16_cpu *out);
+void resq_layer_fp16_free__cpu(resq_layer_fp16_cpu *L);
+size_t resq_layer_fp16_workspace_size__cpu(const resq_layer_fp16_cpu *L, int64_t T);
+resq_status resq_layer_fp16_forward__cpu(const resq_layer_config *c, const resq_layer_fp16_cpu *L, int64_t T,
+                                         const uint16_t *h_in, uint16_t *h_out, void *work, size_t work_size);
 
 #ifdef __cplusplus
 }
