@@ -69,8 +69,13 @@ static int run_fp16(const char *S, const char *xpath, const char *wpath, const r
     cli_error(S, CLI_FAIL, "--bias: expected f32 [%lld]", (long long)N);
     goto done;
   }
+  if ((rc = cli_check_size(S, "output y", M, N, 4))) goto done; /* before M * N is formed */
+  rc = CLI_FAIL;
   y = malloc((size_t)(M * N > 0 ? M * N : 1) * 4);
-  if (!y) goto done;
+  if (!y) {
+    cli_error(S, CLI_FAIL, "out of memory for y [%lld, %lld]", (long long)M, (long long)N);
+    goto done;
+  }
   resq_status st = out_f32 ? resq_gemm_f16_f32__ref(M, N, K, x.data, K, w.data, K, bias->data, y, N)
                            : resq_gemm_f16__ref(M, N, K, x.data, K, w.data, K, bias->data, y, N);
   if (st) {
@@ -178,8 +183,13 @@ int cli_gemm(int argc, char **argv) {
   }
   resq_qact x = {a[2].data, L.lo_bytes, a[1].data, L.hi_bytes, a[0].data, a[3].data, a[4].data, a[5].data};
   resq_qweight w = {N, a[6].data, L.lo_bytes, a[7].data, L.hi_bytes, a[10].data, a[11].data, a[8].data, a[9].data};
+  if ((rc = cli_check_size(S, "output y", M, N, 4))) goto done; /* before M * N is formed */
+  rc = CLI_FAIL;
   y = malloc((size_t)(M * N > 0 ? M * N : 1) * 4);
-  if (!y) goto done;
+  if (!y) {
+    cli_error(S, CLI_FAIL, "out of memory for y [%lld, %lld]", (long long)M, (long long)N);
+    goto done;
+  }
   resq_status st = out_f32 ? resq_gemm_q4q8_f32__ref(&p, M, &x, &w, bias.data, y, N)
                            : resq_gemm_q4q8_f16__ref(&p, M, &x, &w, bias.data, y, N);
   if (st) {

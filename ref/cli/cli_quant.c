@@ -130,6 +130,9 @@ static int run(qargs *a, int kv) {
     cli_error(S, CLI_FAIL, "%s", resq_last_error());
     goto done;
   }
+  /* y [M, K] f32 is the largest buffer (K >= every packed width); M = 0 still allocates one row */
+  if ((rc = cli_check_size(S, "output y", M > 0 ? M : 1, K, sizeof(float)))) goto done;
+  rc = CLI_FAIL;
   size_t Mz = (size_t)(M > 0 ? M : 1), G = (size_t)L.ngroups;
   q_lo = (uint8_t *)calloc(Mz * (size_t)(L.lo_bytes ? L.lo_bytes : 1), 1);
   q_hi = (uint8_t *)calloc(Mz * (size_t)(L.hi_bytes ? L.hi_bytes : 1), 1);

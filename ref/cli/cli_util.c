@@ -124,6 +124,16 @@ float *cli_to_f32(const resq_array *a) {
   return f;
 }
 
+int cli_check_size(const char *stage, const char *what, int64_t rows, int64_t cols, size_t item) {
+  if (rows < 0 || cols < 0) return cli_error(stage, CLI_FAIL, "%s: negative size [%lld, %lld]", what, (long long)rows, (long long)cols);
+  if (rows == 0 || cols == 0) return CLI_OK;
+  /* rows * cols * item <= limit, tested by division so nothing overflows */
+  if ((uint64_t)rows > RESQ_NPY_MAX_BYTES / item / (uint64_t)cols)
+    return cli_error(stage, CLI_FAIL, "%s [%lld, %lld] of %zu-byte elements exceeds the %llu-byte array limit; refused before allocating",
+                     what, (long long)rows, (long long)cols, item, (unsigned long long)RESQ_NPY_MAX_BYTES);
+  return CLI_OK;
+}
+
 int cli_out_open(cli_outset *o, const char *stage, const char *dir) {
   memset(o, 0, sizeof *o);
   o->stage = stage;
@@ -158,18 +168,52 @@ int cli_out_add(cli_outset *o, const char *name, resq_dtype t, int ndim, const i
   return CLI_OK;
 }
 
+/* Put back the earlier outputs moved aside by cli_out_commit (old[k] -> final[k]). */
+static void restore_old(cli_outset *o, char (*old)[2320], const int *had_old) {
+  for (int k = 0; k < o->n; k++)
+    if (had_old[k]) rename(old[k], o->final_path[k]);
+}
+
 int cli_out_commit(cli_outset *o) {
+  char old[CLI_MAX_OUT][2320]; /* "<tmp>.old": where an earlier output waits during the commit */
+  int had_old[CLI_MAX_OUT] = {0};
+  struct stat sb;
+  /* 1. A final name that is a directory cannot be replaced by rename: refuse before touching anything. */
+  for (int i = 0; i < o->n; i++)
+    if (lstat(o->final_path[i], &sb) == 0 && S_ISDIR(sb.st_mode)) {
+      int rc = cli_error(o->stage, CLI_FAIL, "cannot write %s: it exists and is a directory", o->final_path[i]);
+      cli_out_abort(o);
+      return rc;
+    }
+  /* 2. Move earlier outputs of the same names aside, so a failed rename below can restore them. */
+  for (int i = 0; i < o->n; i++) {
+    snprintf(old[i], sizeof old[i], "%s.old", o->tmp_path[i]);
+    if (lstat(o->final_path[i], &sb) != 0) continue;
+    if (rename(o->final_path[i], old[i]) != 0) {
+      int rc = cli_error(o->stage, CLI_FAIL, "cannot move the earlier %s aside: %s", o->final_path[i], strerror(errno));
+      restore_old(o, old, had_old);
+      cli_out_abort(o);
+      return rc;
+    }
+    had_old[i] = 1;
+  }
+  /* 3. The new outputs take their final names. */
   for (int i = 0; i < o->n; i++) {
     if (rename(o->tmp_path[i], o->final_path[i]) != 0) {
       int rc = cli_error(o->stage, CLI_FAIL, "cannot rename %s to %s: %s", o->tmp_path[i], o->final_path[i],
                          strerror(errno));
-      /* undo the renames already done, then drop the rest */
+      /* undo the renames already done, put the earlier outputs back, drop the rest */
       for (int k = 0; k < i; k++) remove(o->final_path[k]);
+      restore_old(o, old, had_old);
       for (int k = i; k < o->n; k++) remove(o->tmp_path[k]);
+      o->n = 0;
       if (o->created_dir) rmdir(o->dir);
       return rc;
     }
   }
+  /* 4. Committed: the earlier outputs go. */
+  for (int i = 0; i < o->n; i++)
+    if (had_old[i]) remove(old[i]);
   return CLI_OK;
 }
 

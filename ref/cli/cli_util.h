@@ -43,10 +43,17 @@ int cli_load_i8(const char *stage, const char *what, const char *path, resq_arra
 /* Widen any accepted float array to a newly allocated fp32 buffer. */
 float *cli_to_f32(const resq_array *a);
 
+/* Refuse (one error line, CLI_FAIL) an array of rows x cols elements of `item`
+ * bytes that is larger than RESQ_NPY_MAX_BYTES -- the largest array the suite
+ * reads or writes -- before anything is allocated for it; the size arithmetic
+ * cannot overflow. `what` names the array in the message. */
+int cli_check_size(const char *stage, const char *what, int64_t rows, int64_t cols, size_t item);
+
 /* All-or-nothing outputs: each file is written to "<dir>/.<name>.tmp.<pid>"
  * and renamed to "<dir>/<name>" by cli_out_commit only when every output was
  * written; cli_out_abort removes the temporaries (and the directory if this
- * run created it). */
+ * run created it). A commit that fails restores the files it was replacing:
+ * a failed run never loses the outputs of an earlier one. */
 #define CLI_MAX_OUT 16
 typedef struct cli_outset {
   const char *stage;

@@ -290,7 +290,9 @@ resq_status resq_npy_read(const char *path, resq_array *out) {
   size_t want = (size_t)sz < sizeof pre ? (size_t)sz : sizeof pre;
   size_t hoff, hlen;
   resq_status st = RESQ_OK;
-  if (fread(pre, 1, want, f) != want) st = resq_fail(RESQ_ERR_IO, "short read");
+  /* (a directory opens, and fails here with EISDIR: say so rather than "short read") */
+  if (fread(pre, 1, want, f) != want)
+    st = resq_fail(RESQ_ERR_IO, "read failed: %s", ferror(f) ? strerror(errno) : "short read");
   if (!st) st = parse_preamble(pre, (size_t)sz, &hoff, &hlen);
   unsigned char *img = NULL;
   if (!st) {
