@@ -21,6 +21,8 @@ static const stage_entry k_stages[] = {
     {"gemm", cli_gemm, "mixed INT4/INT8 GEMM on quantized operands, or the FP16 baseline"},
     {"pca", cli_pca, "PCA basis of calibration batches + random in-subspace rotation: U = U_pca R"},
     {"gptq", cli_gptq, "GPTQ of a weight (mixed lo/hi quantizer) from calibration batches, vs RTN objective"},
+    {"layer", cli_layer, "one decoder layer (FP16, fp32, ResQ, QuaRot-style or RTN) on NPY weights and input"},
+    {"layer-error", cli_layer_error, "layer error of ResQ vs QuaRot-style vs RTN on a synthetic LLM-like layer"},
 };
 
 static void usage(FILE *f) {

@@ -24,6 +24,11 @@ static inline float *bump_f32(bump *b, int64_t n) { return (float *)bump_take(b,
 static inline uint16_t *bump_u16(bump *b, int64_t n) { return (uint16_t *)bump_take(b, (size_t)(n > 0 ? n : 1) * 2); }
 static inline uint8_t *bump_u8(bump *b, int64_t n) { return (uint8_t *)bump_take(b, (size_t)(n > 0 ? n : 1)); }
 
+/* y[t][n] = (float) sum_{k ascending} (double)x[t][k] * w[n][k] (w is [N][K]
+ * contiguous): the fp32 form's GEMM (resq_layer_f32__ref.c). */
+void resq_layer_gemm_f32d_(int64_t T, int64_t N, int64_t K, const float *x, int64_t ldx, const float *w, float *y,
+                           int64_t ldy);
+
 /* SiLU in fp32: g / (1 + expf(-g)) (one division, IEEE). */
 static inline float resq_silu_f32(float g) { return g / (1.0f + expf(-g)); }
 

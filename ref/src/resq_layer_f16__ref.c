@@ -120,12 +120,58 @@ resq_status resq_attention_f32__ref(int64_t T, int64_t H, int64_t G, int64_t hd,
 
 /* ------------------------------------------------------------------ FP16 form */
 
+/* The section-11 FP16 GEMM (resq_gemm_f16__ref, no bias) computed faster with
+ * the same bits: x and four weight rows at a time are widened to fp32 once
+ * (exact), and every output is still acc = 0.0f; acc = acc + x_k * w_k for k
+ * ascending (each f16 x f16 product is exact in fp32, so only the sums round,
+ * in the same order), then RNE_f16. Blocks of 4 tokens x 4 rows give 16
+ * independent accumulation chains. xf: T*K floats, wf: 4*K floats. Non-finite
+ * x or w fail with RESQ_ERR_NONFINITE before y is written, as the reference does. */
+static resq_status gemm16(int64_t T, int64_t N, int64_t K, const uint16_t *x, const uint16_t *w, uint16_t *y,
+                          float *xf, float *wf) {
+  for (int64_t i = 0; i < T * K; i++)
+    if ((x[i] & 0x7c00u) == 0x7c00u)
+      return resq_fail(RESQ_ERR_NONFINITE, "gemm f16: x[%lld][%lld] is NaN or Inf", (long long)(i / K), (long long)(i % K));
+  for (int64_t i = 0; i < N * K; i++)
+    if ((w[i] & 0x7c00u) == 0x7c00u)
+      return resq_fail(RESQ_ERR_NONFINITE, "gemm f16: w[%lld][%lld] is NaN or Inf", (long long)(i / K), (long long)(i % K));
+  resq_f16_to_f32_n(x, xf, (size_t)(T * K));
+  for (int64_t n0 = 0; n0 < N; n0 += 4) {
+    const int64_t nb = N - n0 < 4 ? N - n0 : 4;
+    resq_f16_to_f32_n(w + n0 * K, wf, (size_t)(nb * K));
+    int64_t t = 0;
+    if (nb == 4)
+      for (; t + 4 <= T; t += 4) {
+        float a[4][4] = {{0.0f}};
+        const float *x0 = xf + t * K, *x1 = x0 + K, *x2 = x1 + K, *x3 = x2 + K;
+        const float *w0 = wf, *w1 = wf + K, *w2 = wf + 2 * K, *w3 = wf + 3 * K;
+        for (int64_t k = 0; k < K; k++) {
+          const float xv[4] = {x0[k], x1[k], x2[k], x3[k]}, wv[4] = {w0[k], w1[k], w2[k], w3[k]};
+          for (int i = 0; i < 4; i++)
+            for (int j = 0; j < 4; j++) a[i][j] = a[i][j] + xv[i] * wv[j];
+        }
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++) y[(t + i) * N + n0 + j] = resq_f32_to_f16(a[i][j]);
+      }
+    for (; t < T; t++)
+      for (int64_t j = 0; j < nb; j++) {
+        float acc = 0.0f;
+        const float *xt = xf + t * K, *wj = wf + j * K;
+        for (int64_t k = 0; k < K; k++) acc = acc + xt[k] * wj[k];
+        y[t * N + n0 + j] = resq_f32_to_f16(acc);
+      }
+  }
+  return RESQ_OK;
+}
+
 size_t resq_layer_fp16_workspace_size(const resq_layer_config *c, int64_t T) {
   if (resq_layer_config_check(c) || T < 0) return 0;
   int64_t qd = c->H * c->hd, kd = c->G * c->hd, mx = c->d > c->I ? c->d : c->I;
-  /* f32: x, a, q, k, v, o, h1, g, u; f16: a16, q16, k16, v16, o16, t16, g16, u16 */
-  int64_t f32 = T * (3 * c->d + 2 * qd + 2 * kd + 2 * c->I);        /* x a h1 | q o | k v | g u */
-  int64_t f16 = T * (mx + 2 * qd + 2 * kd + c->d + 2 * c->I);        /* a16 | q16 o16 | k16 v16 | t16 | g16 u16 */
+  mx = mx > qd ? mx : qd;
+  /* f32: x, a, q, k, v, o, h1, g, u + the GEMM's widened x [T][max K] and 4 weight rows; f16: a16, q16, k16, v16,
+   * o16, t16, g16, u16 */
+  int64_t f32 = T * (3 * c->d + 2 * qd + 2 * kd + 2 * c->I) + T * mx + 4 * mx; /* x a h1 | q o | k v | g u | xf wf */
+  int64_t f16 = T * (mx + 2 * qd + 2 * kd + c->d + 2 * c->I);                 /* a16 | q16 o16 | k16 v16 | t16 | g16 u16 */
   return (size_t)(f32 * 4 + f16 * 2) + 64 * 32;
 }
 
@@ -147,17 +193,19 @@ resq_status resq_layer_fp16_forward__ref(const resq_layer_config *c, const resq_
   float *x = bump_f32(&b, T * d), *a = bump_f32(&b, T * d), *q = bump_f32(&b, T * qd), *k = bump_f32(&b, T * kd);
   float *v = bump_f32(&b, T * kd), *o = bump_f32(&b, T * qd), *h1 = bump_f32(&b, T * d);
   float *g = bump_f32(&b, T * I), *u = bump_f32(&b, T * I);
-  uint16_t *a16 = bump_u16(&b, T * (d > I ? d : I)), *q16 = bump_u16(&b, T * qd), *k16 = bump_u16(&b, T * kd);
+  uint16_t *a16 = bump_u16(&b, T * (d > I ? (d > qd ? d : qd) : (I > qd ? I : qd))), *q16 = bump_u16(&b, T * qd), *k16 = bump_u16(&b, T * kd);
   uint16_t *v16 = bump_u16(&b, T * kd), *o16 = bump_u16(&b, T * qd), *t16 = bump_u16(&b, T * d);
   uint16_t *g16 = bump_u16(&b, T * I), *u16 = bump_u16(&b, T * I);
-  if (!u16) return resq_fail(RESQ_ERR_INTERNAL, "layer fp16: workspace accounting");
+  int64_t mx = d > I ? d : I;
+  mx = mx > qd ? mx : qd;
+  float *xf = bump_f32(&b, T * mx), *wf = bump_f32(&b, 4 * mx);
+  if (!wf) return resq_fail(RESQ_ERR_INTERNAL, "layer fp16: workspace accounting");
   resq_f16_to_f32_n(h_in, x, (size_t)(T * d));
   /* attention block */
   resq_rmsnorm_f32__ref(T, d, x, w->ln1, c->eps, a);
   resq_f32_to_f16_n(a, a16, (size_t)(T * d));
-  if ((st = resq_gemm_f16__ref(T, qd, d, a16, d, w->wq, d, NULL, q16, qd)) ||
-      (st = resq_gemm_f16__ref(T, kd, d, a16, d, w->wk, d, NULL, k16, kd)) ||
-      (st = resq_gemm_f16__ref(T, kd, d, a16, d, w->wv, d, NULL, v16, kd)))
+  if ((st = gemm16(T, qd, d, a16, w->wq, q16, xf, wf)) || (st = gemm16(T, kd, d, a16, w->wk, k16, xf, wf)) ||
+      (st = gemm16(T, kd, d, a16, w->wv, v16, xf, wf)))
     return st;
   resq_f16_to_f32_n(q16, q, (size_t)(T * qd));
   resq_f16_to_f32_n(k16, k, (size_t)(T * kd));
@@ -166,20 +214,19 @@ resq_status resq_layer_fp16_forward__ref(const resq_layer_config *c, const resq_
   resq_rope_f32__ref(T, c->G, c->hd, c->rope_theta, 0, k);
   if ((st = resq_attention_f32__ref(T, c->H, c->G, c->hd, q, k, v, o))) return st;
   resq_f32_to_f16_n(o, o16, (size_t)(T * qd));
-  if ((st = resq_gemm_f16__ref(T, d, qd, o16, qd, w->wo, qd, NULL, t16, d))) return st;
+  if ((st = gemm16(T, d, qd, o16, w->wo, t16, xf, wf))) return st;
   for (int64_t i = 0; i < T * d; i++) h1[i] = resq_round_f16(x[i] + resq_f16_to_f32(t16[i]));
   /* MLP block */
   resq_rmsnorm_f32__ref(T, d, h1, w->ln2, c->eps, a);
   resq_f32_to_f16_n(a, a16, (size_t)(T * d));
-  if ((st = resq_gemm_f16__ref(T, I, d, a16, d, w->wg, d, NULL, g16, I)) ||
-      (st = resq_gemm_f16__ref(T, I, d, a16, d, w->wu, d, NULL, u16, I)))
+  if ((st = gemm16(T, I, d, a16, w->wg, g16, xf, wf)) || (st = gemm16(T, I, d, a16, w->wu, u16, xf, wf)))
     return st;
   for (int64_t i = 0; i < T * I; i++) {
     float gv = resq_f16_to_f32(g16[i]);
     g[i] = resq_round_f16(resq_silu_f32(gv) * resq_f16_to_f32(u16[i]));
   }
   resq_f32_to_f16_n(g, a16, (size_t)(T * I));
-  if ((st = resq_gemm_f16__ref(T, d, I, a16, I, w->wd, I, NULL, t16, d))) return st;
+  if ((st = gemm16(T, d, I, a16, w->wd, t16, xf, wf))) return st;
   for (int64_t i = 0; i < T * d; i++) h_out[i] = resq_f32_to_f16(h1[i] + resq_f16_to_f32(t16[i]));
   (void)u;
   return RESQ_OK;

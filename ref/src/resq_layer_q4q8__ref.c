@@ -57,15 +57,21 @@ size_t resq_layer_q4q8_workspace_size(const resq_layer_config *c, int64_t T) {
 }
 
 /* x[t][h][:] <- dequant(quant8(x[t][h][:])) . K8 for nheads heads (K8 in fp32,
- * products accumulated in double, one rounding). */
+ * products accumulated in double, one rounding). p8 == NULL: no quantization,
+ * x[t][h][:] <- x[t][h][:] . K8 (QuaRot's online Hadamard on q and k). */
 static resq_status fq8_rotate(const resq_qact_params *p8, const float *k8, int64_t T, int64_t nheads, int64_t hd,
                               float *x, bump *b) {
   size_t mark = b->used;
   qbuf q;
   float *deq = bump_f32(b, T * nheads * hd);
-  if (qbuf_take(b, p8, T * nheads, &q) || !deq) return resq_fail(RESQ_ERR_INTERNAL, "layer: workspace accounting");
-  resq_status st = resq_quant_act_f32_q4q8__ref(p8, T * nheads, x, hd, &q.q);
-  if (!st) st = resq_dequant_act_q4q8_f32__ref(p8, T * nheads, &q.q, deq, hd);
+  if (!deq || (p8 && qbuf_take(b, p8, T * nheads, &q))) return resq_fail(RESQ_ERR_INTERNAL, "layer: workspace accounting");
+  resq_status st = RESQ_OK;
+  if (p8) {
+    st = resq_quant_act_f32_q4q8__ref(p8, T * nheads, x, hd, &q.q);
+    if (!st) st = resq_dequant_act_q4q8_f32__ref(p8, T * nheads, &q.q, deq, hd);
+  } else {
+    memcpy(deq, x, sizeof(float) * (size_t)(T * nheads * hd));
+  }
   if (st) return st;
   for (int64_t row = 0; row < T * nheads; row++)
     for (int64_t j = 0; j < hd; j++) {
@@ -138,7 +144,8 @@ resq_status resq_layer_q4q8_forward__ref(const resq_layer_config *c, const resq_
   resq_rope_f32__ref(T, c->H, hd, c->rope_theta, 0, q);
   resq_rope_f32__ref(T, c->G, hd, c->rope_theta, 0, k);
   if (L->k8) {
-    if ((st = fq8_rotate(&L->s_qk8, L->k8, T, c->H, hd, q, &b)) || (st = fq8_rotate(&L->s_qk8, L->k8, T, c->G, hd, k, &b)))
+    const resq_qact_params *p8 = L->qk_rot_no_prequant ? NULL : &L->s_qk8;
+    if ((st = fq8_rotate(p8, L->k8, T, c->H, hd, q, &b)) || (st = fq8_rotate(p8, L->k8, T, c->G, hd, k, &b)))
       return st;
   }
   if ((st = fake_quant(&L->s_kv, T, k, &b)) || (st = fake_quant(&L->s_kv, T, v, &b))) return st;

@@ -5,7 +5,7 @@
  * Both forms use the same RMSNorm, RoPE, attention and SiLU (below), so a
  * comparison measures quantization, not implementation differences. The ResQ
  * form runs on a prepared layer (rotated, fused, quantized, packed weights; see
- * resq_layer_prepare in resq/layer_prepare.h) with its residual stream in the
+ * resq_layer_prepare_f32__ref in resq/layer_prepare.h) with its residual stream in the
  * rotated basis h' = h U. One sequence of T tokens, causal, positions 0..T-1. */
 #ifndef RESQ_LAYER_H
 #define RESQ_LAYER_H
@@ -67,6 +67,8 @@ typedef struct resq_layer_q4q8 {
   resq_qweight wq, wk, wv, wo, wg, wu, wd; /* packed (section 11); wo's columns permuted */
   const float *k8;         /* [hd][hd] fp32 online key/query rotation, or NULL */
   int online_hadamard;     /* 1: H_I on the down_proj input (ResQ, QuaRot); 0: none (RTN) */
+  int qk_rot_no_prequant;  /* 0 (ResQ): q, k <- fq8(q) k8, fq8(k) k8 (8-bit fake quantization by s_qk8
+                              first); 1 (QuaRot): q, k <- q k8, k k8 on the fp32 values (k8 = H_hd) */
 } resq_layer_q4q8;
 
 size_t resq_layer_q4q8_workspace_size(const resq_layer_config *c, int64_t T);
