@@ -30,3 +30,4 @@ resq_cpu_backend_test(gptq_f64__cpu gptq cpu_gptq_f64_test TIMEOUT 600)
 resq_cpu_backend_test(gemm_f16__cpu gemm cpu_gemm_f16_test)
 # the decoder layer on the CPU kernels (ResQ / QuaRot / RTN-style and FP16 forms), bit for bit
 resq_cpu_backend_test(layer_q4q8__cpu layer cpu_layer_test TIMEOUT 600)
+resq_cpu_test(gemm_f16__cpu_golden gemm EXE golden_cpu_test ARGS --golden ${_resq_cpu_golden} --stage gemm_f16)

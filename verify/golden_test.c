@@ -6,6 +6,7 @@
  *   golden_test --golden DIR --stage manifest          sha256 of every listed file
  *   golden_test --golden DIR --stage <stage> [--case C] [--metrics FILE]
  *   golden_cpu_test ... [--isa generic|avx512]          the CPU backend, every dispatch path
+ *     (stages hadamard_f16, quant_act/kv path A, gemm_q4q8_f16, gemm_f16)
  *
  * How each stage is compared (the contract decides, never a tuned tolerance):
  *   hadamard_f16, quant_act_f16_q4q8, quant_kv_f16_q4q8, quant_weight_f32,
@@ -541,7 +542,6 @@ done:
   resq_array_free(&bias), resq_array_free(&y32), resq_array_free(&y16);
 }
 
-#ifndef RESQ_GOLDEN_CPU
 /* ------------------------------------------------------------------ gemm_f16 (section 11 baseline, exact) */
 
 static void run_gemm_f16(const char *c, const char *params) {
@@ -565,14 +565,35 @@ static void run_gemm_f16(const char *c, const char *params) {
   float *yf = zalloc(4 * MN);
   uint16_t *yh = zalloc(2 * MN);
   const float *b = v[3] ? (const float *)bias.data : NULL;
+#ifdef RESQ_GOLDEN_CPU
+  size_t bytes = 0;
+  resq_wf16_cpu wc;
+  void *buf = NULL;
+  if (RC_CHECK(resq_gemm_f16_pack_weight_size__cpu(N, K, &bytes) == RESQ_OK, "pack size: %s", resq_last_error()) &&
+      (buf = aligned_alloc(64, (bytes + 63) / 64 * 64 + 64)) &&
+      RC_CHECK(resq_gemm_f16_pack_weight__cpu(N, K, w.data, K, buf, bytes, &wc) == RESQ_OK, "pack: %s", resq_last_error())) {
+    for (int i = 0; i < g_nisa; i++) {
+      bk_select(i);
+      memset(yf, 0xee, 4 * MN);
+      memset(yh, 0xee, 2 * MN);
+      resq_status st = resq_gemm_f16_f32__cpu(M, x.data, K, &wc, b, yf, N);
+      if (RC_CHECK(st == RESQ_OK, "gemm f32 out (%s): %s", g_bk, resq_last_error())) cmp_file(c, "y_f32.npy", yf, E_F32);
+      st = resq_gemm_f16__cpu(M, x.data, K, &wc, b, yh, N);
+      if (RC_CHECK(st == RESQ_OK, "gemm f16 out (%s): %s", g_bk, resq_last_error())) cmp_file(c, "y_f16.npy", yh, E_F16);
+    }
+  }
+  free(buf);
+#else
   resq_status st = resq_gemm_f16_f32__ref(M, N, K, x.data, K, w.data, K, b, yf, N);
   if (RC_CHECK(st == RESQ_OK, "gemm f32 out: %s", resq_last_error())) cmp_file(c, "y_f32.npy", yf, E_F32);
   st = resq_gemm_f16__ref(M, N, K, x.data, K, w.data, K, b, yh, N);
   if (RC_CHECK(st == RESQ_OK, "gemm f16 out: %s", resq_last_error())) cmp_file(c, "y_f16.npy", yh, E_F16);
+#endif
   free(yf), free(yh);
   resq_array_free(&x), resq_array_free(&w), resq_array_free(&bias);
 }
 
+#ifndef RESQ_GOLDEN_CPU
 /* ------------------------------------------------------------------ gptq_f64 (section 12) */
 
 static double gam(double k) { return k * 0x1p-53 / (1.0 - k * 0x1p-53); } /* double gamma_k */
@@ -938,9 +959,9 @@ static const struct {
     {"quant_act_f16_q4q8", run_quant_act},
     {"quant_kv_f16_q4q8", run_quant_kv},
     {"gemm_q4q8_f16", run_gemm_q4q8},
+    {"gemm_f16", run_gemm_f16},
 #ifndef RESQ_GOLDEN_CPU
     {"quant_weight_f32", run_quant_weight},
-    {"gemm_f16", run_gemm_f16},
     {"gptq_f64", run_gptq},
     {"pca_f64", run_pca},
 #endif

@@ -1,0 +1,202 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# Mutation check: do the tests and gates bite? Copies the working tree to a scratch
+# directory, builds it once, then injects typical bugs ONE AT A TIME (literal edits
+# written below), rebuilds incrementally and runs the checks. Every mutant must make
+# ctest or a gate fail ("killed"); a surviving mutant fails this check.
+#
+#   ci/mutation_check.sh [--quick | --full] [--only NAME] [--list] [--keep] [--jobs N]
+#     --quick   (default) the CI form: the mutants marked Q, each against the ctest
+#               entries of its stage, then the gates only if those pass (a few minutes
+#               on 2 cores)
+#     --full    every mutant against the whole ctest (minus golden_regen, which runs
+#               only the numpy generator) AND both gates; reports every check that
+#               caught it
+#     --only N  just mutant N (implies its full set of checks)
+#     --keep    keep the scratch directory (printed)
+# A mutation whose text is not found (the code changed) fails loudly: update the
+# mutant, do not delete it. The unmutated copy must pass every check first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+MODE=quick
+ONLY=
+KEEP=0
+LIST=0
+JOBS=${JOBS:-$(nproc)}
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --quick) MODE=quick; shift ;;
+    --full) MODE=full; shift ;;
+    --only) ONLY=$2; MODE=full; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    --list) LIST=1; shift ;;
+    --jobs) JOBS=$2; shift 2 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "mutation_check: unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+
+# ------------------------------------------------------------------ the mutants
+# NAME~~Q or F (quick set or full only)~~FILE~~ctest regex of its stage~~FROM~~TO
+# FROM is a literal string that must occur exactly once in FILE; TO replaces it.
+# A mutant tagged avx512 in its name is skipped (reported) on a CPU without AVX-512 VNNI.
+MUTANTS=$(cat <<'EOF'
+quant_round_half_away~~Q~~ref/src/resq_quant_act_f32_q4q8__ref.c~~quant~~    c = nearbyintf(x / q->s) + q->z;~~    c = roundf(x / q->s) + q->z;
+nibble_pack_off_by_one~~Q~~ref/src/resq_quant_act_f32_q4q8__ref.c~~quant~~dst[i / 2] |= (uint8_t)(i % 2 == 0 ? c : c << 4);~~dst[i / 2] |= (uint8_t)((i + 1) % 2 == 0 ? c : c << 4);
+gemm_drop_zero_point~~Q~~ref/src/resq_gemm_q4q8_f16__ref.c~~gemm~~float t = (a * s) * (float)(acc - corr);~~float t = (a * s) * (float)(acc); (void)corr;
+hadamard_wrong_scale~~Q~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~  return (float)(1.0 / (double)s);~~  (void)s; return (float)(1.0 / sqrt((double)n));
+gptq_skip_error_feedback~~Q~~ref/src/resq_gptq_f64__ref.c~~gptq~~        axpy_sub(i2 - c - 1, e, Uc + c + 1, wr + c + 1);~~        (void)Uc;
+cpu_gemm_drop_zero_point_avx512~~Q~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~__m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v0, _mm512_mullo_epi32(z, su0)));~~__m512 f0 = _mm512_cvtepi32_ps(v0);
+cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
+cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
+cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
+cpu_quant_truncate_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_roundscale_ps(_mm512_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)~~_mm512_roundscale_ps(_mm512_div_ps(v, vs), _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+f16_round_ties_away~~F~~ref/src/dtype.c~~dtype~~  if (rem > half || (rem == half && (q & 1u))) q++;~~  if (rem >= half) q++;
+hadamard_descending_strides~~F~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~    for (int64_t h = 1; h < m; h <<= 1)~~    for (int64_t h = m / 2; h >= 1; h >>= 1)
+gemm_epilogue_hi_first~~F~~ref/src/resq_gemm_q4q8_f16__ref.c~~gemm~~      for (int part = 0; part < 2; part++)~~      for (int part = 1; part >= 0; part--)
+qweight_mse_non_strict~~F~~ref/src/resq_quant_weight_f32__ref.c~~quant~~    if (err < best) {~~    if (err <= best) {
+pca_no_damping~~F~~ref/src/resq_pca_f64__ref.c~~pca~~  const double sh = damp * mean;~~  const double sh = 0.0 * damp * mean;
+EOF
+)
+
+if [ "$LIST" = 1 ]; then
+  echo "$MUTANTS" | awk -F'~~' '{printf("%-36s %s  %-45s ctest -R %s\n", $1, $2 == "Q" ? "quick+full" : "full      ", $3, $4)}'
+  exit 0
+fi
+
+have_avx512=0
+grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && have_avx512=1
+
+# ------------------------------------------------------------------ the scratch copy
+SCR=$(mktemp -d "${TMPDIR:-/tmp}/resq-mutation.XXXXXX")
+if [ "$KEEP" = 1 ]; then
+  echo "mutation_check: scratch directory $SCR (kept)"
+else
+  trap 'rm -rf "$SCR"' EXIT
+fi
+# tracked and untracked-but-not-ignored files: the working tree as it is, without builds
+git ls-files -co --exclude-standard -z | tar --null -T - -cf - | tar -xf - -C "$SCR"
+BD=$SCR/build
+t0=$(date +%s)
+# RESQ_WERROR off: a mutant may leave a variable unused; bench off: not checked here
+cmake -S "$SCR" -B "$BD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRESQ_CUDA=OFF -DRESQ_BUILD_BENCH=OFF \
+  -DRESQ_WERROR=OFF > "$SCR/configure.log" 2>&1 || { tail -20 "$SCR/configure.log"; exit 1; }
+cmake --build "$BD" -j "$JOBS" > "$SCR/build.log" 2>&1 || { grep -E "error|FAILED" "$SCR/build.log" | head; exit 1; }
+echo "mutation_check: scratch copy built in $(( $(date +%s) - t0 )) s ($MODE form)"
+
+# checks: each returns 0 when it PASSES (the mutant survived it)
+run_ctest() { # run_ctest REGEX|all LOG
+  local sel=()
+  [ "$1" != all ] && sel=(-R "$1")
+  ctest --test-dir "$BD" -j "$JOBS" --timeout 600 -E golden_regen "${sel[@]}" --output-on-failure > "$2" 2>&1
+}
+run_acc() { (cd "$SCR" && ci/gate_accuracy.sh --build "$BD") > "$1" 2>&1; }
+run_det() { (cd "$SCR" && ci/gate_determinism.sh --build "$BD") > "$1" 2>&1; }
+
+echo "mutation_check: the unmutated copy must pass every check"
+run_ctest all "$SCR/base_ctest.log" || { echo "mutation_check: FAILED: ctest fails without any mutation"; grep -E "Failed|\*\*\*" "$SCR/base_ctest.log" | head; exit 1; }
+run_acc "$SCR/base_acc.log" || { echo "mutation_check: FAILED: the accuracy gate fails without any mutation"; tail -20 "$SCR/base_acc.log"; exit 1; }
+run_det "$SCR/base_det.log" || { echo "mutation_check: FAILED: the determinism gate fails without any mutation"; tail -20 "$SCR/base_det.log"; exit 1; }
+
+killed=0
+survived=0
+skipped=0
+errors=0
+summary=()
+# split a mutant line at "~~" (C code has "|" but never "~~")
+split_line() {
+  local s=$1
+  F=()
+  while [[ $s == *'~~'* ]]; do
+    F+=("${s%%~~*}")
+    s=${s#*~~}
+  done
+  F+=("$s")
+}
+while IFS= read -r line; do
+  [ -z "$line" ] && continue
+  split_line "$line"
+  if [ ${#F[@]} != 6 ]; then
+    echo "  ERROR    bad mutant line (6 fields separated by ~~): $line"
+    errors=$((errors + 1))
+    continue
+  fi
+  name=${F[0]} set=${F[1]} file=${F[2]} regex=${F[3]} from=${F[4]} to=${F[5]}
+  if [ -n "$ONLY" ] && [ "$name" != "$ONLY" ]; then continue; fi
+  if [ -z "$ONLY" ] && [ "$MODE" = quick ] && [ "$set" != Q ]; then continue; fi
+  if [[ "$name" == *avx512* ]] && [ "$have_avx512" = 0 ]; then
+    echo "  SKIP     $name: this CPU has no AVX-512 VNNI (the mutated path does not run)"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  f=$SCR/$file
+  if [ ! -f "$f" ]; then
+    echo "  ERROR    $name: $file does not exist (update the mutant)"
+    errors=$((errors + 1))
+    continue
+  fi
+  cnt=$(FROM="$from" perl -0ne 'BEGIN { $n = 0 } $n += () = /\Q$ENV{FROM}\E/g; END { print $n }' "$f")
+  if [ "$cnt" != 1 ]; then
+    echo "  ERROR    $name: the text to mutate occurs $cnt times in $file (expected once; update the mutant):"
+    echo "             $from"
+    errors=$((errors + 1))
+    continue
+  fi
+  cp -p "$f" "$SCR/orig"
+  FROM="$from" TO="$to" perl -0pi -e 's/\Q$ENV{FROM}\E/$ENV{TO}/' "$f"
+  if cmp -s "$f" "$SCR/orig"; then
+    echo "  ERROR    $name: the edit changed nothing"
+    errors=$((errors + 1))
+    continue
+  fi
+  t1=$(date +%s)
+  caught=()
+  if ! cmake --build "$BD" -j "$JOBS" > "$SCR/$name.build.log" 2>&1; then
+    echo "  ERROR    $name: the mutant does not compile (a mutant must be a plausible bug that builds):"
+    grep -E "error" "$SCR/$name.build.log" | head -3 | sed 's/^/             /'
+    errors=$((errors + 1))
+  else
+    if [ "$MODE" = quick ] && [ -z "$ONLY" ]; then
+      run_ctest "$regex" "$SCR/$name.ctest.log" || caught+=("ctest -R $regex")
+      if [ ${#caught[@]} = 0 ]; then
+        run_acc "$SCR/$name.acc.log" || caught+=("gate_accuracy")
+      fi
+      if [ ${#caught[@]} = 0 ]; then
+        run_det "$SCR/$name.det.log" || caught+=("gate_determinism")
+      fi
+    else
+      run_ctest all "$SCR/$name.ctest.log" || caught+=("ctest:$(grep -E '^ *[0-9]+ - ' "$SCR/$name.ctest.log" | awk '{print $3}' | paste -sd, -)")
+      run_acc "$SCR/$name.acc.log" || caught+=("gate_accuracy($(grep -c '^REGRESSION' "$SCR/$name.acc.log" || true) regressions)")
+      run_det "$SCR/$name.det.log" || caught+=("gate_determinism")
+    fi
+    dt=$(( $(date +%s) - t1 ))
+    if [ ${#caught[@]} -gt 0 ]; then
+      killed=$((killed + 1))
+      printf '  KILLED   %-36s %4ds  by %s\n' "$name" "$dt" "${caught[*]}"
+      first=$(grep -h -m1 -E "^(REPRO|REGRESSION|gate_determinism: FAILED)" "$SCR/$name".*.log 2>/dev/null | head -1 || true)
+      [ -n "$first" ] && echo "             e.g. $first"
+    else
+      survived=$((survived + 1))
+      printf '  SURVIVED %-36s %4ds  (%s: %s -> %s)\n' "$name" "$dt" "$file" "$from" "$to"
+      summary+=("$name")
+    fi
+  fi
+  cp -p "$SCR/orig" "$f"
+  touch "$f" # newer than the mutant's objects: the next build recompiles it
+done <<< "$MUTANTS"
+cmake --build "$BD" -j "$JOBS" > /dev/null 2>&1 || true
+
+total=$((killed + survived))
+echo "mutation_check: $killed of $total mutants killed, $survived survived, $skipped skipped, $errors broken mutant definitions ($(( $(date +%s) - t0 )) s)"
+if [ "$total" = 0 ] && [ "$errors" = 0 ]; then
+  echo "mutation_check: FAILED: no mutant ran${ONLY:+ (is '$ONLY' a mutant? --list)}"
+  exit 1
+fi
+if [ "$survived" -gt 0 ] || [ "$errors" -gt 0 ]; then
+  [ "$survived" -gt 0 ] && echo "mutation_check: FAILED: surviving mutants: ${summary[*]} (the tests and gates do not catch them)"
+  [ "$errors" -gt 0 ] && echo "mutation_check: FAILED: $errors mutant definitions no longer apply (update them)"
+  exit 1
+fi
+echo "mutation_check: PASSED"
