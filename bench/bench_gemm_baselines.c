@@ -2,7 +2,10 @@
  * bench/bench_gemm_baselines.c -- the CPU 16-bit and 8-bit GEMM baselines at
  * the layer shapes of bench/shapes/, C[M,N] = A[M,K] W[N,K]^T:
  *
- *   built with RESQ_BENCH_ONEDNN  -> bench_gemm_onednn   (oneDNN C API, OpenMP runtime)
+ *   built with RESQ_BENCH_ONEDNN and RESQ_BENCH_NO_MAIN -> the oneDNN baselines of
+ *     bench_gemm_cpu (oneDNN C API, OpenMP runtime; bench_onednn.h), registered
+ *     there next to the ResQ GEMM of the same shape, so that their ratios are
+ *     measured back to back in one process
  *     gemm_bf16_f32__onednn/M/N/K   bf16 x bf16 -> f32 matmul: THE 16-bit baseline
  *     gemm_u8s8_f32__onednn/M/N/K   u8 x s8 -> f32 with per-N output scales, no zero
  *                                   points (the best case of oneDNN int8): the W8A8 peer
@@ -398,7 +401,7 @@ static void onednn_context(void) {
            v->hash ? v->hash : "?", v->cpu_runtime);
   resq_bench_context("onednn_version", buf);
   resq_bench_context("onednn_effective_isa", isa_name(dnnl_get_effective_cpu_isa()));
-  fprintf(stderr, "bench_gemm_onednn: oneDNN %d.%d.%d, effective ISA %s\n", v->major, v->minor, v->patch,
+  fprintf(stderr, "oneDNN baselines: oneDNN %d.%d.%d, effective ISA %s\n", v->major, v->minor, v->patch,
           isa_name(dnnl_get_effective_cpu_isa()));
   for (int int8 = 0; int8 < 2; int8++) {
     float scales[256];
@@ -441,7 +444,7 @@ static int backend_init(void) {
   g_threads = e && atoi(e) > 0 ? atoi(e) : (int)sysconf(_SC_NPROCESSORS_ONLN);
   if (dnnl_engine_create(&g_eng, dnnl_cpu, 0) != dnnl_success ||
       dnnl_stream_create(&g_stream, g_eng, dnnl_stream_default_flags) != dnnl_success) {
-    fprintf(stderr, "bench_gemm_onednn: cannot create the oneDNN CPU engine\n");
+    fprintf(stderr, "oneDNN baselines: cannot create the oneDNN CPU engine\n");
     return -1;
   }
   onednn_context();
@@ -463,6 +466,12 @@ static void register_shape(int64_t M, int64_t N, int64_t K) {
   resq_bench_register_args("gemm_u8s8_f32__onednn", bm_onednn, &i8, sizeof i8, RESQ_BENCH_REAL_TIME, names, a, 3);
 }
 
+#ifdef RESQ_BENCH_NO_MAIN
+#include "bench_onednn.h"
+int rb_onednn_init(void) { return backend_init(); }
+void rb_onednn_fini(void) { backend_fini(); }
+void rb_onednn_register(int64_t M, int64_t N, int64_t K) { register_shape(M, N, K); }
+#endif
 #endif /* RESQ_BENCH_ONEDNN */
 
 /* ======================================================================= */
@@ -647,6 +656,7 @@ static void register_shape(int64_t M, int64_t N, int64_t K) {
 #endif /* RESQ_BENCH_OPENBLAS */
 
 /* ======================================================================= */
+#ifndef RESQ_BENCH_NO_MAIN
 int main(int argc, char **argv) {
   rb_shapes sh;
   char buf[256];
@@ -667,3 +677,4 @@ int main(int argc, char **argv) {
   backend_fini();
   return rc;
 }
+#endif /* RESQ_BENCH_NO_MAIN */

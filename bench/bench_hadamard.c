@@ -1,16 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0
  * bench/bench_hadamard.c -- the randomized Hadamard rotation y = (x .* s) H_n^T
- * on f16 rows (resq_hadamard_f16__ref and, later, its optimized backends) at
- * the Llama activation widths, against a memcpy of the same bytes.
+ * on f16 rows at the Llama activation widths, every CPU-side backend present
+ * (resq_hadamard_f16__ref, resq_hadamard_f16__cpu), against a memcpy of the
+ * same bytes.
  *
  *   hadamard_f16__<backend>/n:<n>/rows:<rows>
  *     bytes = rows*n*2 (x) + rows*n*2 (y); the signs and the workspace are
  *     small and cache resident, not counted.
  *   memcpy/bytes:<rows*n*2>   the same 4*rows*n bytes through memcpy.
  *
- * Before timing, the reference is run twice on the same input and must give
- * identical bits (and a non-zero result); an optimized backend is compared with
- * the reference instead. Sets: quick n = 4096, rows 1, 16; full n = 4096
+ * Before timing: the reference is run twice on the same input and must give
+ * identical bits (and a non-zero result); the CPU backend must give the
+ * reference's bits exactly (ref/CONTRACT.md section 2: fixed butterfly order,
+ * one RNE rounding to f16). Sets: quick n = 4096, rows 1, 16; full n = 4096
  * (d of Llama-2-7B/3-8B), 11008 and 14336 (their intermediate sizes; the
  * down_proj input is rotated online), rows 1, 16, 128, 2048. */
 #include <stdio.h>
@@ -19,13 +21,23 @@
 
 #include "bench_stage_common.h"
 #include "bench_util.h"
+#include "resq/cpu.h"
 #include "resq/hadamard.h"
 #include "resq/rng.h"
 #include "resq/status.h"
 #include "resq_bench.h"
 
-static void bm_hadamard_ref(resq_bench_state *st, const void *params) {
-  (void)params;
+enum { B_REF = 0, B_CPU = 1 };
+static const char *const g_family[] = {"hadamard_f16__ref", "hadamard_f16__cpu"};
+
+static resq_status run(int backend, int64_t rows, int64_t n, const uint16_t *x, uint16_t *y, const int8_t *signs,
+                       void *work, size_t ws) {
+  return backend == B_CPU ? resq_hadamard_f16__cpu(rows, n, x, n, y, n, signs, work, ws)
+                          : resq_hadamard_f16__ref(rows, n, x, n, y, n, signs, work, ws);
+}
+
+static void bm_hadamard(resq_bench_state *st, const void *params) {
+  const int backend = *(const int *)params;
   const int64_t n = resq_bench_arg(st, 0), rows = resq_bench_arg(st, 1);
   const size_t elems = (size_t)(n * rows);
   uint16_t *x = rb_alloc(elems * 2), *y = rb_alloc(elems * 2), *y2 = rb_alloc(elems * 2);
@@ -44,14 +56,18 @@ static void bm_hadamard_ref(resq_bench_state *st, const void *params) {
   memset(y2, 0xff, elems * 2);
   if ((s = resq_hadamard_random_signs(1234, n, signs)) != RESQ_OK ||
       (s = resq_hadamard_f16__ref(rows, n, x, n, y, n, signs, work, ws)) != RESQ_OK ||
-      (s = resq_hadamard_f16__ref(rows, n, x, n, y2, n, signs, work, ws)) != RESQ_OK) {
+      (s = run(backend, rows, n, x, y2, signs, work, ws)) != RESQ_OK) {
     resq_bench_error(st, "%s: %s", resq_status_name(s), resq_last_error());
     goto out;
   }
-  /* check: the reference is deterministic (a second call gives the same bits)
-   * and the result is not vacuous */
+  /* check: the backend gives the reference's bits (for the reference: a
+   * second call gives the same bits) and the result is not vacuous */
   if (memcmp(y, y2, elems * 2) != 0) {
-    resq_bench_error(st, "two reference calls on the same input differ");
+    size_t i = 0;
+    while (i < elems && y[i] == y2[i]) i++;
+    resq_bench_error(st, "%s differs from the reference at row %zu column %zu (0x%04x, reference 0x%04x); REPRO: "
+                     "bench_hadamard --benchmark_filter='%s/n:%lld/rows:%lld$'", g_family[backend], i / (size_t)n,
+                     i % (size_t)n, y2[i], y[i], g_family[backend], (long long)n, (long long)rows);
     goto out;
   }
   size_t nonzero = 0;
@@ -60,7 +76,7 @@ static void bm_hadamard_ref(resq_bench_state *st, const void *params) {
     resq_bench_error(st, "vacuous result: only %zu of %zu outputs are non-zero", nonzero, elems);
     goto out;
   }
-  while (resq_bench_keep_running(st, 1)) resq_hadamard_f16__ref(rows, n, x, n, y, n, signs, work, ws);
+  while (resq_bench_keep_running(st, 1)) run(backend, rows, n, x, y, signs, work, ws);
   resq_bench_counter(st, "bytes", 4.0 * (double)elems, RESQ_CTR_RATE);
   resq_bench_label(st, "baseline=memcpy/bytes:%lld", (long long)(2 * (int64_t)elems));
 out:
@@ -78,12 +94,19 @@ int main(int argc, char **argv) {
   const int64_t *ns = quick ? quick_n : full_n, *rows = quick ? quick_rows : full_rows;
   const int nn = quick ? 1 : 3, nr = quick ? 2 : 4;
   static const char *const names[] = {"n", "rows"};
+  static const int backends[] = {B_REF, B_CPU};
+  char buf[4096];
   rb_context_common();
+  resq_bench_context("resq_cpu_isa", resq_cpu_isa_name(resq_cpu_get_isa()));
+  snprintf(buf, sizeof buf, "%d", resq_cpu_get_threads());
+  resq_bench_context("resq_cpu_threads", buf);
   for (int i = 0; i < nn; i++)
     for (int j = 0; j < nr; j++) {
       int64_t a[2] = {ns[i], rows[j]};
       rb_register_memcpy(4 * ns[i] * rows[j]);
-      resq_bench_register_args("hadamard_f16__ref", bm_hadamard_ref, NULL, 0, RESQ_BENCH_REAL_TIME, names, a, 2);
+      for (int b = 0; b < 2; b++)
+        resq_bench_register_args(g_family[backends[b]], bm_hadamard, &backends[b], sizeof backends[b],
+                                 RESQ_BENCH_REAL_TIME, names, a, 2);
     }
   return resq_bench_main(argc, argv);
 }

@@ -51,7 +51,9 @@ typedef void (*resq_bench_fn)(resq_bench_state *st, const void *params);
 /* Registration flags. */
 enum {
   RESQ_BENCH_REAL_TIME = 1u << 0,  /* wall-clock time (use it for anything multi-threaded) */
-  RESQ_BENCH_MANUAL_TIME = 1u << 1 /* time comes from resq_bench_set_iteration_time (CUDA events) */
+  RESQ_BENCH_MANUAL_TIME = 1u << 1, /* time comes from resq_bench_set_iteration_time (CUDA events) */
+  RESQ_BENCH_ONCE = 1u << 2         /* exactly one call, one repetition, whatever the command line says
+                                       (offline stages that take seconds to minutes: PCA, GPTQ) */
 };
 
 /* Counter flags. */

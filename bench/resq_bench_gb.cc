@@ -45,6 +45,11 @@ benchmark::internal::Benchmark *do_register(const char *name, resq_bench_fn fn, 
     b->UseManualTime();
   else if (flags & RESQ_BENCH_REAL_TIME)
     b->UseRealTime();
+  if (flags & RESQ_BENCH_ONCE) {
+    // a per-benchmark repetition count overrides --benchmark_repetitions
+    b->Iterations(1);
+    b->Repetitions(1);
+  }
   b->Unit(benchmark::kMicrosecond);
   return b;
 }

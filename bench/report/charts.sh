@@ -3,11 +3,15 @@
 # bench/report/charts.sh -- gnuplot charts (PNG and SVG) from the report's TSV
 # tables; a chart is drawn only when its table exists. Called by bench/run_all
 # with OUT (report directory) and RPT (this directory) in the environment.
-#   charts/stages_gbps          GB/s vs rows per activation width: each stage
-#                               (solid) and the memcpy of the same bytes (dashed)
-#   charts/stages_vs_memcpy     stage speed / memcpy speed vs rows
+#   charts/stages_gbps          GB/s vs rows, one panel per stage and backend, one
+#                               line per configuration (solid) and the memcpy of the
+#                               same bytes (dashed)
+#   charts/stages_vs_memcpy     stage speed / memcpy speed vs rows, same panels
 #   charts/gemm_gops_<model>    GOPS vs M, one panel per layer shape of the model
 #   charts/gemm_speedup_<model> ratio to the 16-bit baseline vs M, same panels
+#   charts/gemm_resq_speedup    the ResQ GEMMs' speedup over oneDNN bf16 and int8 vs M (median over shapes)
+#   charts/layer_speedup        decoder layer: ResQ vs 16-bit, prefill and decode vs batch
+#   charts/layer_error          resq layer-error: ResQ vs QuaRot-style vs RTN (median over seeds)
 #   charts/roofline             GOPS vs arithmetic intensity, with the measured roofs
 #   charts/roofline_fraction    fraction of the attainable roofline vs M (median over shapes)
 set -euo pipefail
@@ -35,18 +39,20 @@ layout() {
   rows=$(( (n + cols - 1) / cols ))
   local w=$((cols * 560))
   [ "$w" -lt 720 ] && w=720
-  echo "$rows $cols $w $((rows * 400 + 30))"
+  echo "$rows $cols $w $((rows * 440 + 30))"
 }
 
 # ---------------------------------------------------------------- stages
+# one panel per stage and backend, one line per configuration (width, split)
 if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
   for kind in gbps ratio; do
     awk -F'\t' -v D="$D" -v kind="$kind" '
       NR == 1 { next }
       {
-        s = $1 "__" $2 " " $3
-        if (!(s in sid)) { sid[s] = ++ns; sname[ns] = s; swidth[ns] = $4 }
-        if (!($4 in wid)) { wid[$4] = ++nw; wname[nw] = $4 }
+        p = $1 "__" $2
+        if (!(p in pid)) { pid[p] = ++np; pname[np] = p }
+        s = p " " $3
+        if (!(s in sid)) { sid[s] = ++ns; spanel[ns] = pid[p]; scfg[ns] = $3 }
         k = sid[s]; n = ++cnt[k]
         X[k, n] = $5; Y[k, n] = $7; Z[k, n] = $8; V[k, n] = $9
       }
@@ -64,26 +70,26 @@ if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
           for (i = 1; i <= cnt[k]; i++) print X[k, i], Y[k, i], Z[k, i], V[k, i] > f
           close(f)
         }
-        print nw > (D "/stages_npanels")
+        print np > (D "/stages_npanels")
         g = D "/stages_" kind ".gp"
-        cols = nw < 3 ? nw : (nw == 4 ? 2 : 3); rows = int((nw + cols - 1) / cols)
+        cols = np < 3 ? np : (np == 4 ? 2 : 3); rows = int((np + cols - 1) / cols)
         printf "set multiplot layout %d,%d title \"%s\"\n", rows, cols,
-          (kind == "gbps" ? "Stages vs memcpy of the same bytes (dashed)" \
-                          : "Stage GB/s / memcpy GB/s (same bytes)") > g
-        print "set logscale x 2; set logscale y; set grid; set key center right font \",8\" opaque" > g
+          (kind == "gbps" ? "Activation stages: GB/s (solid) and memcpy of the same bytes (dashed, same color)" \
+                          : "Activation stages: stage GB/s / memcpy GB/s of the same bytes") > g
+        print "set logscale x 2; set logscale y; set grid; set key below horizontal font \",8\"; set bmargin 6" > g
         print "set xlabel \"rows (tokens)\"" > g
-        print (kind == "gbps" ? "set ylabel \"GB/s (inputs + outputs)\"" : "set ylabel \"stage GB/s / memcpy GB/s\"") > g
-        for (w = 1; w <= nw; w++) {
-          printf "set title \"width %s\"\n", wname[w] > g
+        print (kind == "gbps" ? "set ylabel \"GB/s (inputs + outputs)\"" : "set ylabel \"stage / memcpy\"") > g
+        for (q = 1; q <= np; q++) {
+          printf "set title \"%s\"\n", pname[q] > g
           cmd = ""; c = 0
           for (k = 1; k <= ns; k++) {
-            if (swidth[k] != wname[w]) continue
+            if (spanel[k] != q) continue
             c++
             f = D "/stages_" k ".dat"
             if (kind == "gbps")
-              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt 7 lw 2 t \"%s\", \"%s\" u 1:3 w l lc %d dt 2 notitle", f, c, sname[k], f, c)
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt 7 lw 2 t \"%s\", \"%s\" u 1:3 w l lc %d dt 2 notitle", f, c, scfg[k], f, c)
             else
-              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:4 w lp lc %d pt 7 lw 2 t \"%s\"", f, c, sname[k])
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:4 w lp lc %d pt 7 lw 2 t \"%s\"", f, c, scfg[k])
           }
           if (kind == "ratio") cmd = cmd ", 1 w l lc rgb \"black\" dt 3 t \"memcpy\""
           print "plot " cmd > g
@@ -91,6 +97,10 @@ if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
         print "unset multiplot" > g
       }' "$OUT/stages_vs_memcpy.tsv"
     read -r rows cols w h < <(layout "$(cat "$D/stages_npanels")")
+    if [ "$kind" = ratio ] && ! awk -F'\t' 'NR > 1 && $9 != "" { f = 1 } END { exit !f }' "$OUT/stages_vs_memcpy.tsv"; then
+      echo "  charts/stages_vs_memcpy: no memcpy baseline in this run (filtered out?), not drawn"
+      continue
+    fi
     if [ "$kind" = gbps ]; then render stages_gbps "$w" "$h"
     else mv "$D/stages_ratio.gp" "$D/stages_vs_memcpy.gp"; render stages_vs_memcpy "$w" "$h"; fi
   done
@@ -120,7 +130,7 @@ if [ -s "$OUT/gemm.tsv" ]; then
           cols = np < 3 ? np : (np == 4 ? 2 : 3); rows = int((np + cols - 1) / cols)
           printf "set multiplot layout %d,%d title \"%s: %s\"\n", rows, cols, model,
             (kind == "gops" ? "GOPS (2MNK/t) vs M, cold weights" : "time(oneDNN bf16) / time vs M") > g
-          print "set logscale x 2; set grid; set key top left font \",8\" opaque; set xlabel \"M (tokens)\"" > g
+          print "set logscale x 2; set grid; set key below horizontal font \",8\"; set bmargin 6; set xlabel \"M (tokens)\"" > g
           print (kind == "gops" ? "set logscale y; set ylabel \"GOPS\"" : "set logscale y; set ylabel \"time(baseline) / time\"") > g
           for (p = 1; p <= np; p++) {
             printf "set title \"%s\"\n", pname[p] > g
@@ -150,6 +160,104 @@ if [ -s "$OUT/gemm.tsv" ]; then
       render "gemm_${kind}_$model" "$w" "$h"
     done
   done
+fi
+
+# ---------------------------------------------------------------- ResQ GEMM speedups (median over shapes)
+if [ -s "$OUT/gemm.tsv" ] && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !f }' "$OUT/gemm.tsv"; then
+  awk -F'\t' -v D="$D" '
+    NR == 1 { next }
+    $5 ~ /^gemm_q4/ {
+      f = $5; m = $3 + 0
+      if (!(f in fid)) { fid[f] = ++nf; fname[nf] = f }
+      if (!(m in ms)) { ms[m] = 1; mv[++nm] = m }
+      n = ++cnt[f, m]; VB[f, m, n] = $13; VP[f, m, n] = $24
+    }
+    function stat(A, f, m, what,   n, i, j, t, v) {
+      n = 0
+      for (i = 1; i <= cnt[f, m]; i++) if (A[f, m, i] != "") v[++n] = A[f, m, i] + 0
+      if (n == 0) return ""
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      if (what == "min") return v[1]
+      if (what == "max") return v[n]
+      return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    END {
+      for (i = 2; i <= nm; i++) for (j = i; j > 1 && mv[j - 1] > mv[j]; j--) { t = mv[j]; mv[j] = mv[j - 1]; mv[j - 1] = t }
+      g = D "/gemm_resq_speedup.gp"
+      print "set multiplot layout 1,2 title \"ResQ mixed GEMM (CPU backend) vs oneDNN, same process, back to back: median over layer shapes (bars: min..max)\"" > g
+      print "set logscale x 2; set logscale y 2; set yrange [0.5:*]; set grid; set key below horizontal font \",8\"; set bmargin 6; set xlabel \"M (tokens)\"" > g
+      for (k = 1; k <= 2; k++) {
+        printf "set title \"%s\"; set ylabel \"%s\"\n", (k == 1 ? "vs bf16 matmul (16-bit baseline)" : "vs u8s8 matmul (W8A8 peer)"),
+          (k == 1 ? "time(oneDNN bf16) / time(ResQ)" : "time(oneDNN int8) / time(ResQ)") > g
+        cmd = ""
+        for (q = 1; q <= nf; q++) {
+          f = D "/gemm_resq_speedup_" k "_" q ".dat"
+          printf "" > f
+          for (i = 1; i <= nm; i++) {
+            if (k == 1) { a = stat(VB, fname[q], mv[i], "med"); lo = stat(VB, fname[q], mv[i], "min"); hi = stat(VB, fname[q], mv[i], "max") }
+            else { a = stat(VP, fname[q], mv[i], "med"); lo = stat(VP, fname[q], mv[i], "min"); hi = stat(VP, fname[q], mv[i], "max") }
+            if (a != "") print mv[i], a, lo, hi > f
+          }
+          close(f)
+          cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2:3:4 w yerrorlines lc %d pt 7 lw 2 t \"%s\"", f, q, fname[q])
+        }
+        print "plot " cmd ", 1 w l lc rgb \"black\" dt 3 t \"parity\"" > g
+      }
+      print "unset multiplot" > g
+    }' "$OUT/gemm.tsv"
+  render gemm_resq_speedup 1200 480
+fi
+
+# ---------------------------------------------------------------- decoder layer
+if [ -s "$OUT/layer.tsv" ]; then
+  awk -F'\t' -v D="$D" '
+    NR == 1 { next }
+    { f = D "/layer_" $1 "_" $2 ".dat"; print $9, $7, $5, $6 > f; if (!((ph = $1 "_" $2) in seen)) { seen[ph] = 1; list[++n] = ph } }
+    END {
+      g = D "/layer_speedup.gp"
+      print "set multiplot layout 1,2 title \"Decoder layer on the CPU backend: ResQ form vs 16-bit form, same weights (time(16-bit) / time(ResQ))\"" > g
+      print "set logscale x 2; set grid; set key below horizontal font \",8\"; set bmargin 6; set yrange [0:*]; set xlabel \"batch\"" > g
+      for (k = 1; k <= 2; k++) {
+        ph = (k == 1 ? "prefill" : "decode")
+        printf "set title \"%s\"; set ylabel \"speedup\"\n", (k == 1 ? "prefill: batch x 2048 tokens" : "decode proxy: batch new tokens (no KV cache)") > g
+        cmd = ""
+        for (i = 1; i <= n; i++) if (index(list[i], ph "_") == 1)
+          cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp pt 7 lw 2 t \"%s\"", D "/layer_" list[i] ".dat", substr(list[i], length(ph) + 2))
+        if (cmd == "") cmd = "NaN t \"not measured\""
+        print "plot " cmd ", 1 w l lc rgb \"black\" dt 3 t \"parity\"" > g
+      }
+      print "unset multiplot" > g
+    }' "$OUT/layer.tsv"
+  for f in "$D"/layer_*.dat; do [ -f "$f" ] && sort -n -o "$f" "$f"; done
+  render layer_speedup 1100 460
+fi
+
+# ---------------------------------------------------------------- layer error
+if [ -s "$OUT/layer_error.tsv" ]; then
+  awk -F'\t' -v D="$D" '
+    NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    {
+      m = $(c["method"]) " (" $(c["wquant"]) ")"
+      if (!(m in mid)) { mid[m] = ++nm; mname[nm] = m }
+      k = mid[m]; v[k, ++cnt[k]] = $(c["err"]) + 0
+      cfg = $(c["config"]) ", " $(c["tokens"]) " tokens"
+    }
+    END {
+      f = D "/layer_error.dat"; printf "" > f
+      for (k = 1; k <= nm; k++) {
+        n = cnt[k]
+        for (i = 2; i <= n; i++) for (j = i; j > 1 && v[k, j - 1] > v[k, j]; j--) { t = v[k, j]; v[k, j] = v[k, j - 1]; v[k, j - 1] = t }
+        med = (n % 2) ? v[k, (n + 1) / 2] : (v[k, n / 2] + v[k, n / 2 + 1]) / 2
+        printf "%d \"%s\" %g %g %g %d\n", k, mname[k], med, v[k, 1], v[k, n], n > f
+      }
+      close(f)
+      g = D "/layer_error.gp"
+      printf "set title \"Layer error ||y_method - y_FP16|| / ||y_FP16 - h_in|| (%s; bars: min..max over seeds)\"\n", cfg > g
+      print "set style fill solid 0.5 border -1; set boxwidth 0.6; set logscale y; set grid y; set key off" > g
+      printf "set xrange [0.3:%g]; set ylabel \"layer error (log scale)\"\n", nm + 0.7 > g
+      print "plot \"" f "\" u 1:3:xtic(2) w boxes lc rgb \"#4a7ab8\", \"\" u 1:3:4:5 w yerrorbars lc rgb \"black\" pt 7 ps 0.6, \"\" u 1:($3*1.6):(sprintf(\"%.3g\", $3)) w labels font \",9\"" > g
+    }' "$OUT/layer_error.tsv"
+  render layer_error 900 520
 fi
 
 # ---------------------------------------------------------------- roofline
@@ -188,7 +296,7 @@ if [ -s "$OUT/roofline.tsv" ]; then
       for (i = 2; i <= nm; i++) for (j = i; j > 1 && ms[j - 1] + 0 > ms[j] + 0; j--) { t = ms[j]; ms[j] = ms[j - 1]; ms[j - 1] = t }
       g2 = D "/roofline_fraction.gp"
       print "set title \"Fraction of the attainable roofline min(peak, bandwidth x intensity), median over layer shapes\"" > g2
-      print "set logscale x 2; set grid; set key top left font \",8\" opaque; set yrange [0:*]" > g2
+      print "set logscale x 2; set grid; set key below horizontal font \",8\"; set bmargin 6; set yrange [0:*]" > g2
       print "set xlabel \"M (tokens)\"; set ylabel \"achieved / attainable\"" > g2
       cmd = ""
       for (q = 1; q <= nf; q++) {

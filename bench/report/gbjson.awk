@@ -5,8 +5,8 @@
 # Output lines (tab separated):
 #   C  prog  key  value                                   context entries
 #   B  prog  name  run_type  aggregate  rep  iterations  real_ns  cpu_ns  error  error_message  label  counters
-# name is the run name without Google Benchmark's "/real_time" or
-# "/manual_time" suffix; counters is "k=v,k=v" (rates are per second); times
+# name is the run name without Google Benchmark's "/real_time",
+# "/manual_time", "/iterations:N" and "/repeats:N" suffixes; counters is "k=v,k=v" (rates are per second); times
 # are in ns, except for the "cv" aggregate (a ratio, as written).
 # Plain POSIX awk (mawk): no gawk extensions.
 function unq(v) {
@@ -33,6 +33,9 @@ function reset() {
 function emit(   name) {
   name = f["run_name"] != "" ? f["run_name"] : f["name"]
   sub(/\/(real|manual)_time$/, "", name)
+  # RESQ_BENCH_ONCE benchmarks carry Google Benchmark's fixed-count suffixes
+  sub(/\/iterations:[0-9]+/, "", name)
+  sub(/\/repeats:[0-9]+/, "", name)
   printf "B\t%s\t%s\t%s\t%s\t%s\t%s\t%.6f\t%.6f\t%s\t%s\t%s\t%s\n", prog, name, f["run_type"],
     f["aggregate_name"], f["repetition_index"], f["iterations"],
     (f["aggregate_unit"] == "percentage" ? f["real_time"] : tons(f["real_time"], f["time_unit"])),

@@ -7,6 +7,7 @@
 # Every section is written from data when the data exists and says so when not.
 set -euo pipefail
 : "${OUT:?}" "${RAW:?}"
+RPT=${RPT:-$(cd "$(dirname "$0")" && pwd)}
 T="$OUT"
 
 # ctx <key> [prog-regex]: first context value for key
@@ -36,6 +37,28 @@ md() {
 have() { [ -s "$T/$1" ] && [ "$(wc -l <"$T/$1")" -gt 1 ]; }
 summ() { awk -F'\t' -v k="$1" '$1 == k { print $2; exit }' "$T/machine_summary.tsv" 2>/dev/null; }
 
+# One Llama-3-8B layer's calibration on the CPU backend, end to end, from its
+# parts (bench_pca_gptq.c): U_A's PCA basis + the Hessians of the four distinct
+# linear-layer inputs (q/k/v, o, gate/up at K = 4096, down at 14336) + GPTQ of
+# the seven weights. Empty unless every part was measured.
+LAYER_GPTQ_LINE=""
+if have offline.tsv; then
+  LAYER_GPTQ_LINE=$(awk -F'\t' '
+    NR > 1 && $2 == "cpu" { t[$1 "/" $3] = $4 }
+    END {
+      n = split("pca_basis_f64/d:4096/tokens:2048=1 gptq_hessian_f64/K:4096/tokens:2048=3 gptq_hessian_f64/K:14336/tokens:2048=1 " \
+                "gptq_f64/N:4096/K:4096/tokens:2048=2 gptq_f64/N:1024/K:4096/tokens:2048=2 gptq_f64/N:14336/K:4096/tokens:2048=2 " \
+                "gptq_f64/N:4096/K:14336/tokens:2048=1", parts, " ")
+      tot = 0; pca = 0; hes = 0; gq = 0
+      for (i = 1; i <= n; i++) {
+        split(parts[i], kv, "="); if (!(kv[1] in t)) exit
+        v = t[kv[1]] * kv[2]; tot += v
+        if (kv[1] ~ /^pca/) pca += v; else if (kv[1] ~ /hessian/) hes += v; else gq += v
+      }
+      printf "**one Llama-3-8B layer calibrated end to end on the CPU backend: %.1f s** (PCA basis of U_A %.1f s, 4 Hessians of 2048 tokens %.1f s, GPTQ of the 7 weights %.1f s; summed from the parts above, the per-head bases and rotations not included)", tot, pca, hes, gq
+    }' "$T/offline.tsv")
+fi
+
 dur=$(( ${END_EPOCH:-$(date +%s)} - START_EPOCH ))
 BW=$(summ read_bw_GBps)
 cat <<EOF
@@ -62,9 +85,56 @@ if have machine.tsv; then
        "instruction ceilings: FMA fp32 $(summ machine_peak_fma_f32_GOPS) GFLOPS, vdpbf16ps $(summ machine_peak_dpbf16_GOPS) GFLOPS," \
        "vpdpbusd $(summ machine_peak_dpbusd_GOPS) GOPS."
 fi
+# med_range: "median (min-max)" helpers used by several awk programs below
+if have gemm.tsv && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !f }' "$T/gemm.tsv"; then
+  echo "- **ResQ mixed INT4/INT8 GEMM, CPU backend** (\`resq_gemm_q4q8_f16__cpu\`, weights cold) against oneDNN's bf16 matmul"
+  echo "  (the 16-bit baseline) and u8 x s8 matmul (the W8A8 peer) of the same shape, **measured back to back in one"
+  echo "  process**; each cell: speedup over bf16 / over int8, median over the layer shapes measured (the per-shape"
+  echo "  values are in the GEMM section and gemm.tsv):"
+  echo
+  awk -F'\t' '
+    NR == 1 { next }
+    $5 ~ /^gemm_q4/ {
+      f = $5; m = $3 + 0
+      if (!(f in fs)) { fs[f] = 1; fam[++nf] = f }
+      if (!(m in ms)) { ms[m] = 1; mv[++nm] = m }
+      n = ++cnt[f, m]; VB[f, m, n] = $13; VP[f, m, n] = $24; FP[f, m, n] = $23; NS[f, m] = n
+    }
+    function med(A, f, m,   n, i, j, t, v, k) {
+      n = 0
+      for (i = 1; i <= cnt[f, m]; i++) if (A[f, m, i] != "") v[++n] = A[f, m, i] + 0
+      if (n == 0) return ""
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] > v[j]; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+      return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+    }
+    END {
+      for (i = 2; i <= nm; i++) for (j = i; j > 1 && mv[j - 1] > mv[j]; j--) { t = mv[j]; mv[j] = mv[j - 1]; mv[j - 1] = t }
+      line = "| variant (shapes) |"; sep = "|---|"
+      for (i = 1; i <= nm; i++) { line = line " M=" mv[i] " |"; sep = sep "---|" }
+      print line; print sep
+      for (q = 1; q <= nf; q++) {
+        f = fam[q]; ns = 0
+        for (i = 1; i <= nm; i++) if (NS[f, mv[i]] > ns) ns = NS[f, mv[i]]
+        line = "| `" f "` (" ns ") |"
+        for (i = 1; i <= nm; i++) {
+          a = med(VB, f, mv[i]); b = med(VP, f, mv[i])
+          line = line " " (a == "" ? "-" : sprintf("%.2fx", a)) " / " (b == "" ? "-" : sprintf("%.2fx", b)) " |"
+        }
+        print line
+      }
+      print ""
+      for (q = 1; q <= nf; q++) {
+        f = fam[q]; s = ""
+        for (i = 1; i <= nm; i++) if (mv[i] <= 16 && (a = med(FP, f, mv[i])) != "") s = s (s == "" ? "" : ", ") "M=" mv[i] ": " sprintf("%.2f", a)
+        if (s != "") printf "  Decode streaming, `%s`: bytes moved / time as a fraction of the read bandwidth measured in the same process right after (median over shapes): %s.\n", f, s
+      }
+    }' "$T/gemm.tsv"
+  echo
+fi
 if have gemm.tsv; then
   awk -F'\t' '
     NR == 1 { next }
+    $5 ~ /^gemm_q4/ { next }
     {
       f = $5
       if (!(f in seen)) { seen[f] = 1; fam[++nf] = f; impl[f] = $7 }
@@ -82,7 +152,7 @@ if have gemm.tsv; then
       return (n % 2) ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
     }
     END {
-      print "- **GEMM baselines** (medians over the layer shapes measured, cold weights):\n"
+      print "- **GEMM baselines** (medians over the layer shapes measured, cold weights; `x 16-bit`: against oneDNN bf16 -- for OpenBLAS measured in another process, minutes apart):\n"
       printf "| GEMM | implementation | GOPS at M=%d | fraction of read bandwidth at M=%d | x 16-bit at M=%d | GOPS at M=%d | fraction of roofline at M=%d | x 16-bit at M=%d |\n", mmin, mmin, mmin, mmax, mmax, mmax
       print "|---|---|---|---|---|---|---|---|"
       for (i = 1; i <= nf; i++) {
@@ -109,10 +179,39 @@ if have stages_vs_memcpy.tsv; then
     END { for (i = 1; i <= n; i++) printf "  %s: %s to %s of memcpy speed (%s to %s GB/s)\n", st[i], lo[st[i]], hi[st[i]], g1[st[i]], g2[st[i]] }' \
     "$T/stages_vs_memcpy.tsv" | sed 's/^  /  - /'
 fi
-echo "- **Not measured yet**: the mixed INT4/INT8 GEMM and every optimized (CPU or CUDA) backend of the ResQ stages" \
-     "do not exist yet; the stages above run the scalar C reference, which is the specification, not a fast path." \
-     "See \"Stages and backends\" below."
-
+if have offline.tsv; then
+  echo "- **Offline stages** (one timed call each; CPU backend = OpenBLAS/LAPACK, reference = scalar C, one thread):"
+  awk -F'\t' 'NR > 1 { printf "  - `%s__%s` %s: %s s\n", $1, $2, $3, $4 }' "$T/offline.tsv"
+  if [ -n "${LAYER_GPTQ_LINE:-}" ]; then echo "  - $LAYER_GPTQ_LINE"; fi
+fi
+if have layer.tsv; then
+  echo "- **Decoder layer, ResQ vs 16-bit on the same weights** (time per layer; speedup = 16-bit time / ResQ time):"
+  awk -F'\t' 'NR > 1 { printf "  - %s %s %s: ResQ %s ms, 16-bit %s ms: **%sx**\n", $1, $2, $3, $5, $6, $7 }' "$T/layer.tsv"
+fi
+if [ -s "$T/layer_error.tsv" ]; then
+  awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    { m = $(c["method"]) " (" $(c["wquant"]) ")"; if (!(m in n)) o[++no] = m; v[m, ++n[m]] = $(c["err"]) + 0; cfg = $(c["config"]) }
+    END {
+      s = ""
+      for (i = 1; i <= no; i++) {
+        m = o[i]; k = n[m]
+        for (a = 2; a <= k; a++) for (b = a; b > 1 && v[m, b - 1] > v[m, b]; b--) { t = v[m, b]; v[m, b] = v[m, b - 1]; v[m, b - 1] = t }
+        s = s (s == "" ? "" : ", ") m " **" sprintf("%.3g", (k % 2) ? v[m, (k + 1) / 2] : (v[m, k / 2] + v[m, k / 2 + 1]) / 2) "**"
+      }
+      printf "- **Layer error** (section 14, synthetic LLM-like layer, config %s, median over %d seed(s); lower is better): %s.\n", cfg, k, s
+    }' "$T/layer_error.tsv"
+fi
+missing=""
+have layer.tsv || missing="$missing
+  - the decoder layer (prefill seq 2048 x batch 1..16, decode batch 1..64 at context 2048): ${LAYER_MISSING:-no layer benchmark program in this build}"
+awk -F'\t' 'NR > 1 && $7 == "ok" && $5 ~ /cuda/ { f = 1 } END { exit !f }' "$T/results.tsv" ||
+  missing="$missing
+  - every CUDA benchmark: see **GPU part** below"
+[ -s "$T/layer_error.tsv" ] || missing="$missing
+  - the layer-error comparison: ${LAYER_ERROR_MISSING:-not produced in this run}"
+if [ -n "$missing" ]; then
+  echo "- **Not measured in this run**:$missing"
+fi
 # ---------------------------------------------------------------- machine
 echo
 echo "## Machine and software"
@@ -132,12 +231,15 @@ echo "| AVX-512 features | $(grep -m1 '^Flags' "$RAW/system.txt" | tr ' ' '\n' |
 echo "| GPU | ${gpu:-?} |"
 echo "| Google Benchmark | $(pkgver libbenchmark-dev) (Debian; its JSON context says library_build_type=$(ctx library_build_type), which only affects the library's own asserts) |"
 echo "| oneDNN | $(ctx onednn_version) (libdnnl-dev $(pkgver libdnnl-dev)); effective ISA \`$(ctx onednn_effective_isa)\`; bf16 matmul \`$(ctx onednn_impl_bf16)\`, u8s8 matmul \`$(ctx onednn_impl_u8s8)\` |"
-vis=$(grep -h 'onednn_verbose,info,cpu,isa' "$RAW"/*_verbose.log 2>/dev/null | head -1 | sed 's/.*isa://')
+vis=$( (grep -h 'onednn_verbose,info,cpu,isa' "$RAW"/*_verbose.log 2>/dev/null || true) | head -1 | sed 's/.*isa://')
 [ -n "$vis" ] && echo "| oneDNN verbose | isa: $vis (raw/*_verbose.log) |"
 echo "| OpenBLAS | $(ctx openblas_config) (libopenblas-dev $(pkgver libopenblas-dev)) |"
 echo "| OpenBLAS core type | used **$(ctx openblas_corename)** (${CORE_WHY:-}); autodetected: ${CORE_AUTO:-?}; the environment had OPENBLAS_CORETYPE=${ORIG_CORETYPE:-?} (run_all overrides it) |"
-echo "| threads | $THREADS (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS); oneDNN/OpenMP programs: OMP_PROC_BIND=close OMP_PLACES=cores; OpenBLAS programs: OMP_PROC_BIND/OMP_PLACES removed (the environment had OMP_PROC_BIND=${ORIG_PROC_BIND:-?}) |"
-awk -F'\t' 'NR > 1 && ($2 == "resq_placement" || $2 == "resq_placement_main") { printf "| placement: %s | %s |\n", $1, $3 }' "$T/context.tsv"
+echo "| build | ${BUILD_SECONDS:-?} s (\`$(basename "$BUILD_DIR")\`, Release)${CUDA_ARCH_WHY:+; CUDA architectures: $CUDA_ARCH_WHY} |"
+cpuisa=$(ctx resq_cpu_isa)
+[ -n "$cpuisa" ] && echo "| ResQ CPU backend | dispatch \`$cpuisa\`, $(ctx resq_cpu_threads) threads (RESQ_CPU_THREADS); its pool is started with every CPU allowed (see bench_gemm_cpu.c) |"
+echo "| threads | $THREADS (OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, RESQ_CPU_THREADS); programs that load libgomp (oneDNN): OMP_PROC_BIND=close OMP_PLACES=cores; all others: OMP_PROC_BIND/OMP_PLACES removed (the environment had OMP_PROC_BIND=${ORIG_PROC_BIND:-?}) |"
+awk -F'\t' 'NR > 1 && $2 ~ /^resq_placement/ { k = $2; sub(/^resq_placement_?/, "", k); printf "| placement: %s%s | %s |\n", $1, (k == "" ? "" : " (" k ")"), $3 }' "$T/context.tsv"
 echo "| host load | 1-minute load average before/after each program: $(awk -F'\t' 'NR > 1 { printf "%s%s %s/%s", (n++ ? ", " : ""), $1, $5, $6 }' "$T/programs.tsv") |"
 echo
 ld=$(awk -F'\t' -v t="$THREADS" 'NR > 1 && $5 + 0 > t * 0.5 + 0.5 { print "yes"; exit }' "$T/programs.tsv")
@@ -155,22 +257,32 @@ md "$T/programs.tsv" prog,status,benchmarks,seconds "program|status|benchmarks|s
 echo
 nskip=$(awk -F'\t' 'NR > 1' "$T/skipped.tsv" | wc -l)
 if [ "$nskip" -gt 0 ]; then
-  echo "Benchmarks that were skipped or failed, with the reason:"
+  echo "Benchmarks that were skipped or failed, with the reason (benchmarks with the same program, status and reason are"
+  echo "counted in one row; skipped.tsv lists each):"
   echo
-  md "$T/skipped.tsv" prog,benchmark,status,reason
+  awk -F'\t' 'NR > 1 { k = $1 SUBSEP $3 SUBSEP $4; if (!(k in n)) { order[++no] = k; first[k] = $2 }; n[k]++ }
+    END {
+      print "| program | status | benchmarks | reason |"; print "|---|---|---|---|"
+      for (i = 1; i <= no; i++) {
+        split(order[i], a, SUBSEP); r = a[3]; gsub(/\|/, "\\|", r)
+        printf "| %s | %s | %s | %s |\n", a[1], a[2], (n[order[i]] == 1 ? "`" first[order[i]] "`" : n[order[i]] " (first: `" first[order[i]] "`)"), r
+      }
+    }' "$T/skipped.tsv"
 else
   echo "Every registered benchmark ran and passed its correctness check."
 fi
 echo
-echo "**GPU part**: $(if awk -F'\t' 'NR > 1 && $7 == "ok" && ($5 ~ /^cu/ || $1 ~ /cuda/) { f = 1 } END { exit !f }' "$T/results.tsv"; then
-  echo "ran (see the tables)."
+echo "**GPU part**: $(if awk -F'\t' 'NR > 1 && $7 == "ok" && $5 ~ /cuda/ { f = 1 } END { exit !f }' "$T/results.tsv"; then
+  echo "ran on $(ctx resq_cuda_device) (see the GPU section)."
 else
   nv=$(grep -m1 '^CMAKE_CUDA_COMPILER:' "$BUILD_DIR/CMakeCache.txt" 2>/dev/null | cut -d= -f2)
   why=""
-  if [ -z "$nv" ] || [ "$nv" = "CMAKE_CUDA_COMPILER-NOTFOUND" ]; then why="no CUDA compiler (nvcc) was found when configuring"
-  else why="nvcc found ($nv)"; fi
+  if [ -z "$nv" ] || [ "$nv" = "CMAKE_CUDA_COMPILER-NOTFOUND" ]; then why="no CUDA compiler (nvcc) was found when configuring, so no CUDA program was built"
+  else why="nvcc found ($nv); CUDA programs built: $(awk -F'\t' 'NR > 1 && $1 ~ /cuda/ { printf "%s%s", (n++ ? ", " : ""), $1 }' "$T/programs.tsv")"; fi
   case "$gpu" in ""|*"not found"*|*"failed"*|*"No devices"*) why="$why; no GPU visible (${gpu:-nvidia-smi gave nothing})" ;; esac
-  echo "skipped: $why; and bench/ has no CUDA benchmark program yet (cuBLAS fp16 / cuBLASLt int8 baselines and the CUDA stages are the next issue's work)."
+  r=$(ctx resq_cuda_skip_reason)
+  [ -n "$r" ] && why="$why; the CUDA runtime says: $r"
+  echo "**did not run**: $why. Every CUDA benchmark is listed above as skipped; no GPU number in this report was measured."
 fi)"
 echo
 echo "### Stages and backends"
@@ -185,14 +297,19 @@ while IFS='|' read -r st what; do
 done <<'EOF'
 hadamard_f16|online Hadamard rotation of f16 activations
 quant_act_f16_q4q8|mixed 4/8-bit activation quantizer (per token, grouped)
-gemm_q4q8_f16|mixed INT4/INT8 GEMM (the ResQ linear layer)
-quant_kv_f16_q4q8|per-head KV-cache quantizer
-gptq|GPTQ weight quantization (offline)
-pca|PCA basis (offline)
-layer_q4q8|ResQ decoder layer vs FP16 (prefill, decode)
+hadamard_quant_act_f16_q4q8|fused Hadamard + 4-bit quantizer (down_proj input; CUDA name hadamard_quant_f16_q4)
+hadamard_quant_f16_q4|fused Hadamard + 4-bit quantizer (CUDA)
+gemm_q4q8_f16|mixed INT4/INT8 GEMM, per token (q/k/v, gate/up)
+gemm_q4q8_grouped_f16|mixed GEMM, grouped per head (o_proj)
+gemm_q4_f16|INT4 GEMM (down_proj)
+pca_basis_f64|PCA basis of one activation (offline)
+pca_rotation_f64|in-subspace random rotations (offline)
+gptq_hessian_f64|GPTQ Hessian of one layer input (offline)
+gptq_f64|GPTQ of one weight (offline)
+layer_q4q8|ResQ decoder layer vs 16-bit (prefill, decode)
 EOF
 echo
-echo "Baselines measured: $(awk -F'\t' 'NR > 1 && $7 == "ok" && $3 ~ /^(gem[mv]_|memcpy)/ && !s[$3]++ { printf "%s`%s`", (n++ ? ", " : ""), $3 }' "$T/results.tsv")."
+echo "Baselines measured: $(awk -F'\t' 'NR > 1 && $7 == "ok" && $3 ~ /^(gem[mv]_|memcpy)/ && $3 !~ /^gemm_q4/ && !s[$3]++ { printf "%s`%s`", (n++ ? ", " : ""), $3 }' "$T/results.tsv")."
 
 # ---------------------------------------------------------------- machine limits
 if have machine.tsv; then
@@ -225,7 +342,46 @@ fi
 # ---------------------------------------------------------------- GEMM
 if have gemm.tsv; then
   echo
-  echo "## GEMM baselines (bench_gemm_onednn, bench_gemm_openblas)"
+  if awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !f }' "$T/gemm.tsv"; then
+    echo
+    echo "## ResQ mixed GEMM on the CPU vs oneDNN (bench_gemm_cpu)"
+    echo
+    echo "\`resq_gemm_q4q8_f16__cpu\` (AVX-512 VNNI, packed weights, f16 output) at the linear-layer shapes, three splits:"
+    echo "\`gemm_q4q8_f16__cpu\` per token with r = K/8 hi (8-bit) columns (q/k/v, gate/up; run at every shape),"
+    echo "\`gemm_q4q8_grouped_f16__cpu\` per (token, head) with group 128 and r = 16 (o_proj shapes),"
+    echo "\`gemm_q4_f16__cpu\` pure INT4, r = 0 (down_proj shapes). Each is compared with oneDNN bf16 (\`x bf16\`, the"
+    echo "16-bit baseline) and u8s8 (\`x int8\`, the W8A8 peer) of the same (M, N, K), measured just before it in the same"
+    echo "process. Before timing, 4 rows x 3 panels of 32 outputs (computed with the last weight copy) were compared with the"
+    echo "reference \`resq_gemm_q4q8_f16__ref\` bit for bit (the contract makes this GEMM exact). Weight bytes per element:"
+    echo "0.5 (4-bit) and 1 (8-bit) plus the fp32 scales and int32 group sums: 0.5625 B at r = K/8 against bf16's 2 and int8's 1."
+    echo "\`bw\` (M <= 16): bytes moved / time as a fraction of the in-process read probe over the same weight copies."
+    echo
+    awk -F'\t' '
+      NR == 1 { next }
+      {
+        key = $1 SUBSEP $2 SUBSEP $3
+        if ($5 ~ /^gemm_q4/ && !(key in seen)) { seen[key] = 1; keys[++nk] = key; L[key] = $4 }
+        T[key, $5] = $11; G[key, $5] = $8; VB[key, $5] = $13; VP[key, $5] = $24; FP[key, $5] = $23
+      }
+      function c(k, f, a) { return ((k, f) in a) && a[k, f] != "" ? a[k, f] : "-" }
+      END {
+        print "| N | K | M | layers | per-token us | GOPS | x bf16 | x int8 | bw | grouped x bf16 | x int8 | INT4 x bf16 | x int8 | bf16 us | int8 us |"
+        print "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        for (i = 1; i <= nk; i++) {
+          k = keys[i]; split(k, a, SUBSEP); lay = L[k]; gsub(/;/, "; ", lay)
+          t = "gemm_q4q8_f16__cpu"; g = "gemm_q4q8_grouped_f16__cpu"; q = "gemm_q4_f16__cpu"
+          printf "| %s | %s | %s | %s | %s | %s | **%s** | **%s** | %s | %s | %s | %s | %s | %s | %s |\n", a[1], a[2], a[3], lay,
+            c(k, t, T), c(k, t, G), c(k, t, VB), c(k, t, VP), (a[3] + 0 <= 16 ? c(k, t, FP) : "-"), c(k, g, VB), c(k, g, VP),
+            c(k, q, VB), c(k, q, VP), c(k, "gemm_bf16_f32__onednn", T), c(k, "gemm_u8s8_f32__onednn", T)
+        }
+      }' "$T/gemm.tsv"
+    echo
+    for c in "$T"/charts/gemm_resq_speedup.png; do
+      [ -f "$c" ] && echo "![gemm_resq_speedup](charts/gemm_resq_speedup.png)" && echo
+    done
+  fi
+  echo
+  echo "## GEMM baselines (oneDNN in bench_gemm_cpu, OpenBLAS in bench_gemm_openblas)"
   echo
   cold=$(ctx resq_cold_bytes)
   echo "C[M,N] = A[M,K] W[N,K]^T at the linear-layer shapes of \`bench/shapes/\`; GOPS = 2MNK / t. Weights are cold:"
@@ -235,10 +391,12 @@ if have gemm.tsv; then
   echo "(format_tag_any); int8 is u8 x s8 -> f32 with per-N output scales and no zero points (its best case)."
   echo "Every benchmark first checked 64 sampled outputs (computed with the last weight copy) against a double-precision dot"
   echo "product, |y - y*| <= gamma_K sum|a w| (largest observed error / sum|a w|: $(awk -F'\t' 'NR > 1 && $20 + 0 > m { m = $20 + 0 } END { printf "%.2g", m }' "$T/gemm.tsv"))."
-  echo "\`x bf16\` = time of oneDNN bf16 at the same shape / time (the 16-bit baseline, measured in the same run)."
+  echo "\`x bf16\` = time of oneDNN bf16 at the same shape / time (the 16-bit baseline, measured in the same run; oneDNN int8"
+  echo "in the same process, back to back; OpenBLAS in its own process without OpenMP, minutes apart)."
   echo
   awk -F'\t' '
     NR == 1 { next }
+    $5 ~ /^gemm_q4/ { next }
     {
       key = $1 SUBSEP $2 SUBSEP $3
       if (!(key in seen)) { seen[key] = 1; keys[++nk] = key; L[key] = $4 }
@@ -328,6 +486,118 @@ if have gemm.tsv; then
     echo
   done
 fi
+
+# ---------------------------------------------------------------- offline stages
+if have offline.tsv; then
+  echo
+  echo "## Offline stages: PCA and GPTQ (bench_pca_gptq)"
+  echo
+  echo "One timed call each (these take seconds to minutes). Inputs: LLM-like activations (16 shared latent factors per"
+  echo "channel, 4 outlier channels 50-200x larger), weights N(0, 0.02^2), T calibration tokens; r = d/8 (K/8) hi columns."
+  echo "Checks on the timed call's own output: PCA -- eigenvalues ascending, 8 sampled eigenpairs with residual"
+  echo "|C u - lambda u| <= 4 d u_64 |C|_F and orthogonality <= 4 d u_64 (\`check_residual\`, \`check_orth\`); GPTQ -- codes in range,"
+  echo "Q = s code exactly, objective below round-to-nearest's (\`obj_vs_rtn\` = L(GPTQ) / L(RTN) < 1, ref/CONTRACT.md s.12)."
+  echo "The reference (scalar, one thread) runs at d = K = 1024 only: its O(d^3) eigensolver takes ~7 min at d = 4096."
+  echo
+  md "$T/offline.tsv" stage,backend,params,seconds,GOPS,impl,checks "stage|backend|parameters|seconds|GOPS|implementation|checks"
+  echo
+  [ -n "$LAYER_GPTQ_LINE" ] && echo "Per layer: $LAYER_GPTQ_LINE." && echo
+  awk -F'\t' 'NR > 1 { t[$1, $2, $3] = $4 }
+    END {
+      for (k in t) { split(k, a, SUBSEP); if (a[2] == "ref" && ((a[1], "cpu", a[3]) in t)) printf "- `%s` %s: CPU backend %.3g s vs reference %.3g s: **%.1fx**\n", a[1], a[3], t[a[1], "cpu", a[3]], t[k], t[k] / t[a[1], "cpu", a[3]] }
+    }' "$T/offline.tsv" | sort
+  echo
+fi
+
+# ---------------------------------------------------------------- decoder layer
+echo
+echo "## Decoder layer: ResQ vs 16-bit on the same weights"
+echo
+if have layer.tsv; then
+  echo "bench_layer_cpu: one decoder layer on the CPU backend. ResQ form (\`resq_layer_q4q8_forward__cpu\`) vs the 16-bit form"
+  echo "(\`resq_layer_fp16_forward__cpu\`: fp16 weights, fp32 accumulation; resq/cpu.h explains the choice) on the same synthetic"
+  echo "LLM-like f16 weights (resq/layer_synth.h): the ResQ form quantizes them by round-to-nearest with ResQ's splits (r = d/8"
+  echo "hi columns, per-head o_proj and KV cache, INT4 down_proj, K8, online Hadamard) but without the PCA rotation (the"
+  echo "reference pipeline takes minutes to compute it at d = 4096; a rotation changes the values, not the work)."
+  echo "**Prefill**: B sequences of 2048 tokens, one call each (the CPU layer API runs one sequence per call)."
+  echo "**Decode**: a proxy, not a decode step at context 2048: one forward of B new tokens (every GEMM at M = B, the whole"
+  echo "layer's weights streamed once from cold copies); the CPU backend has no KV-cache API, so attention covers the B tokens"
+  echo "of the call rather than a 2048-token cache."
+  echo
+  md "$T/layer.tsv" phase,config,shape,tokens,resq_ms,base_ms,speedup,resq_tok_s,base_tok_s \
+    "phase|config|shape|tokens per call|ResQ ms per layer|16-bit ms per layer|speedup|ResQ tokens/s|16-bit tokens/s"
+  echo
+  echo "Both forms were checked against the reference forms (resq_layer_{q4q8,fp16}_forward__ref) bit for bit on a 4-token"
+  echo "sequence before timing; each pair was measured back to back in one process. ResQ's error against the FP16 form on that"
+  echo "sequence (section 14's metric, this RTN layer without rotation): $(awk -F'\t' 'NR == 2 { print $12 }' "$T/layer.tsv")."
+  echo
+  [ -f "$T/charts/layer_speedup.png" ] && echo "![layer_speedup](charts/layer_speedup.png)" && echo
+else
+  echo "Not measured in this run: ${LAYER_MISSING:-no layer benchmark program in this build}."
+fi
+
+# ---------------------------------------------------------------- layer error
+echo
+echo "## Layer error: ResQ vs QuaRot-style vs RTN"
+echo
+if [ -s "$T/layer_error.tsv" ]; then
+  echo "${LAYER_ERROR_NOTE:-From \`resq layer-error\` (ref/CONTRACT.md section 14).}"
+  echo
+  awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    { m = $(c["method"]) " (" $(c["wquant"]) ")"; if (!(m in n)) o[++no] = m; v[m, ++n[m]] = $(c["err"]) + 0
+      cfg = $(c["config"]) " (d " $(c["d"]) ", I " $(c["I"]) "), " $(c["calib_seqs"]) " x " $(c["tokens"]) " calibration tokens, " $(c["eval_seqs"]) " x " $(c["tokens"]) " evaluation tokens per seed" }
+    END {
+      print "Layer " cfg ":"; print ""
+      print "| method (weights) | seeds | median error | min | max |"; print "|---|---|---|---|---|"
+      for (i = 1; i <= no; i++) {
+        m = o[i]; k = n[m]
+        for (a = 2; a <= k; a++) for (b = a; b > 1 && v[m, b - 1] > v[m, b]; b--) { t = v[m, b]; v[m, b] = v[m, b - 1]; v[m, b - 1] = t }
+        med = (k % 2) ? v[m, (k + 1) / 2] : (v[m, k / 2] + v[m, k / 2 + 1]) / 2
+        printf "| %s | %d | **%.4g** | %.4g | %.4g |\n", m, k, med, v[m, 1], v[m, k]
+      }
+    }' "$T/layer_error.tsv"
+  echo
+  echo "Per seed (layer_error.tsv):"
+  echo
+  md "$T/layer_error.tsv" method,wquant,seed,err,prepare_s,forward_s "method|weights|seed|error|prepare (s)|forward (s)"
+  echo
+  [ -f "$T/charts/layer_error.png" ] && echo "![layer_error](charts/layer_error.png)" && echo
+else
+  echo "Not produced in this run: ${LAYER_ERROR_MISSING:-\`resq layer-error\` is not available in this build}."
+fi
+
+# ---------------------------------------------------------------- GPU
+echo
+echo "## GPU"
+echo
+if awk -F'\t' 'NR > 1 && $7 == "ok" && $5 ~ /cuda/ { f = 1 } END { exit !f }' "$T/results.tsv"; then
+  echo "Measured on $(ctx resq_cuda_device) ($(ctx resq_cuda_versions)); CUDA-event times; device copy bandwidth"
+  echo "$(summ gpu_copy_bw_GBps) GB/s (read + write). Activation stages against a device-to-device copy of the same bytes:"
+  echo
+  awk -F'\t' 'NR == 1 || $2 == "cuda"' "$T/stages_vs_memcpy.tsv" >"$T/stages_cuda.tsv"
+  md "$T/stages_cuda.tsv" stage,backend,config,rows,time_us,GBps,memcpy_GBps,vs_memcpy,frac_read_bw \
+    "stage|backend|config|rows|time (us)|GB/s|copy GB/s|vs copy|fraction of device copy bandwidth"
+  rm -f "$T/stages_cuda.tsv"
+else
+  echo "**No GPU benchmark ran** (the reason is under \"What ran and what did not\"). The table below is datasheet data, not"
+  echo "a measurement; it is what a GPU run of this suite would be compared with."
+fi
+echo
+echo "Datasheet peaks (dense, no sparsity) and the ceilings they imply for ResQ [derived]: mixed GEMM TOPS ="
+echo "1 / (0.875 / INT4 + 0.125 / INT8) (7/8 of K at 4 bits, 1/8 at 8; INT8 where the GPU has no INT4 tensor cores), and its"
+echo "ratio to the FP16 tensor-core peak with FP32 accumulation (cuBLAS's and PyTorch's default); decode is bandwidth-bound:"
+echo "4.5 bits per weight against 16, a ceiling of 3.56x on every GPU. Sources per row (bench/gpu_peaks.tsv)."
+echo
+awk -F'\t' '
+  /^#/ { next }
+  $1 == "gpu" { print "| GPU | arch | FP16 TC, FP32 acc (TFLOPS) | FP16 TC, FP16 acc | INT8 TC (TOPS) | INT4 TC | memory (GB) | bandwidth (GB/s) | ResQ mixed ceiling (TOPS) | x FP16 (prefill ceiling) | source |"
+                print "|---|---|---|---|---|---|---|---|---|---|---|"; next }
+  {
+    i8 = $6 + 0; i4 = ($7 == "-" ? i8 : $7 + 0)
+    mix = 1 / (0.875 / i4 + 0.125 / i8)
+    printf "| %s | %s (%s) | %s | %s | %s | %s | %s | %s | %.0f | %.2fx | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8, $9, mix, mix / $4, $10
+  }' "$RPT/../gpu_peaks.tsv"
+echo
 
 # ---------------------------------------------------------------- caveats
 cat <<'EOF'

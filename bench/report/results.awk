@@ -4,12 +4,13 @@
 # Benchmark's "median" aggregate when there is one, else the median of the
 # iteration rows), its coefficient of variation, and the status.
 #   awk -f results.awk flat.tsv > results.tsv
+# The last column holds every counter of the chosen row ("k=v,k=v").
 # A benchmark is "skipped" when its error message starts with "skipped: "
 # (bench/resq_bench.h), "error" for any other error, else "ok".
 BEGIN {
   FS = OFS = "\t"
   print "prog", "name", "family", "stage", "backend", "params", "status", "message", "time_ns", "cv", "reps",
-        "bytes_s", "ops_s", "wbytes_s", "relerr", "label", "probe_bw"
+        "bytes_s", "ops_s", "wbytes_s", "relerr", "label", "probe_bw", "counters"
 }
 function ctr(c, key,   n, a, i, kv) {
   n = split(c, a, ",")
@@ -62,6 +63,6 @@ END {
     if (n > 0 && nerr[key] > 0) msg = nerr[key] " of " (n + nerr[key]) " repetitions failed: " err[key]
     print prog[key], name, family, stage, backend, params, status, msg, t, (key in cv ? cv[key] : ""),
           n + nerr[key], ctr(c, "bytes"), ctr(c, "ops"), ctr(c, "wbytes"), ctr(c, "check_relerr"), l,
-          ctr(c, "probe_bw")
+          ctr(c, "probe_bw"), c
   }
 }
