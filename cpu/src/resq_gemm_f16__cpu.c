@@ -15,11 +15,11 @@
  *
  * Weight layout (resq_wf16_cpu): N padded with zero columns to a multiple of 32;
  * panel p (outputs 32p..32p+31) is K steps of 32 fp16 values (64 bytes): step k
- * holds w[32p + l][k], l = 0..31. Activations are converted to fp32 (exact) and
- * interleaved per tile of mr <= 12 rows as [k][mr] by the thread that uses them.
+ * holds w[32p + l][k], l = 0..31. Activations are converted to fp32 (exact,
+ * vcvtph2ps) block by block, rows kept contiguous, by the thread that uses them.
  * Micro-kernel: mr x 32 outputs (2*mr zmm accumulators); per k one 64-byte load,
- * two vcvtph2ps, mr broadcasts and 2*mr FMAs. For mr <= 4 two panels are
- * interleaved (more independent FMA chains). */
+ * two vcvtph2ps, mr broadcasts and 2*mr FMAs. At decode sizes up to four
+ * panels are interleaved (more independent FMA chains in flight). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +36,7 @@
 #define KC 256  /* k steps per block (weights: 16 KiB per panel block, L1) */
 #define NCP 4   /* panels per chunk */
 #define MCT 8   /* row tiles per block (A block: 8 * 12 * 256 * 4 = 96 KiB, L2) */
+#define NPAN_MAX 4 /* panels interleaved by the decode kernel (independent FMA chains) */
 
 /* ------------------------------------------------------------------ packing */
 
@@ -92,18 +93,19 @@ resq_status resq_gemm_f16_pack_weight__cpu(int64_t N, int64_t K, const uint16_t 
 /* ------------------------------------------------------------------ kernels */
 
 typedef struct fk_args {
-  const float *A; /* tile at step k0: [k][mr] */
+  const float *A; /* tile at step k0: row i at A + i*lda (fp32) */
+  int64_t lda;
   int mr;
-  const uint16_t *W[2]; /* panels at step k0 */
+  const uint16_t *W[NPAN_MAX]; /* panels at step k0 */
   int npan;
   int64_t nk;
-  float *state[2]; /* [MR_MAX][32] carried accumulators */
+  float *state[NPAN_MAX]; /* [MR_MAX][32] carried accumulators */
   int first, last;
-  const float *bias[2];
-  float *yf[2];
-  uint16_t *yh[2];
+  const float *bias[NPAN_MAX];
+  float *yf[NPAN_MAX];
+  uint16_t *yh[NPAN_MAX];
   int64_t ldy;
-  int ncols[2];
+  int ncols[NPAN_MAX];
 } fk_args;
 
 typedef void (*fk_fn)(const fk_args *a);
@@ -116,11 +118,11 @@ static void fk_generic(const fk_args *a) {
       for (int l = 0; l < NR; l++) acc[i][l] = a->first ? 0.0f : a->state[pp][i * NR + l];
     const uint16_t *wp = a->W[pp];
     const float *ap = a->A;
-    for (int64_t k = 0; k < a->nk; k++, wp += NR, ap += mr) {
+    for (int64_t k = 0; k < a->nk; k++, wp += NR, ap++) {
       float w[NR];
       for (int l = 0; l < NR; l++) w[l] = resq_f16_to_f32(wp[l]);
       for (int i = 0; i < mr; i++)
-        for (int l = 0; l < NR; l++) acc[i][l] = acc[i][l] + ap[i] * w[l]; /* exact product, one rounding */
+        for (int l = 0; l < NR; l++) acc[i][l] = acc[i][l] + ap[i * a->lda] * w[l]; /* exact product, one rounding */
     }
     if (!a->last) {
       for (int i = 0; i < mr; i++)
@@ -141,8 +143,8 @@ static void fk_generic(const fk_args *a) {
 RESQ_AVX512_BEGIN
 
 static inline __attribute__((always_inline)) void fk_avx512_t(const fk_args *a, const int MR, const int NP) {
-  __m512 c[2][MR_MAX][2];
-  _Pragma("GCC unroll 2") for (int pp = 0; pp < NP; pp++) {
+  __m512 c[NPAN_MAX][MR_MAX][2];
+  _Pragma("GCC unroll 4") for (int pp = 0; pp < NP; pp++) {
     _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {
       if (a->first) {
         c[pp][i][0] = _mm512_setzero_ps();
@@ -153,26 +155,27 @@ static inline __attribute__((always_inline)) void fk_avx512_t(const fk_args *a, 
       }
     }
   }
-  const uint16_t *w0p = a->W[0], *w1p = NP > 1 ? a->W[1] : a->W[0];
+  const uint16_t *wp[NPAN_MAX];
+  _Pragma("GCC unroll 4") for (int pp = 0; pp < NP; pp++) wp[pp] = a->W[pp];
   const float *ap = a->A;
-  for (int64_t k = 0; k < a->nk; k++, w0p += NR, w1p += NR, ap += MR) {
-    __m512 w[2][2];
-    w[0][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w0p));
-    w[0][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w0p + 16)));
-    if (NP > 1) {
-      w[1][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)w1p));
-      w[1][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(w1p + 16)));
+  const int64_t lda = a->lda;
+  for (int64_t k = 0; k < a->nk; k++, ap++) {
+    __m512 w[NPAN_MAX][2];
+    _Pragma("GCC unroll 4") for (int pp = 0; pp < NP; pp++) {
+      w[pp][0] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)wp[pp]));
+      w[pp][1] = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(wp[pp] + 16)));
+      wp[pp] += NR;
     }
     _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {
-      const __m512 b = _mm512_set1_ps(ap[i]);
+      const __m512 b = _mm512_set1_ps(ap[i * lda]);
       /* fma(b, w, c) = RN(c + b*w) because b*w is exact (fp16 x fp16) */
-      _Pragma("GCC unroll 2") for (int pp = 0; pp < NP; pp++) {
+      _Pragma("GCC unroll 4") for (int pp = 0; pp < NP; pp++) {
         c[pp][i][0] = _mm512_fmadd_ps(b, w[pp][0], c[pp][i][0]);
         c[pp][i][1] = _mm512_fmadd_ps(b, w[pp][1], c[pp][i][1]);
       }
     }
   }
-  _Pragma("GCC unroll 2") for (int pp = 0; pp < NP; pp++) {
+  _Pragma("GCC unroll 4") for (int pp = 0; pp < NP; pp++) {
     if (!a->last) {
       _Pragma("GCC unroll 12") for (int i = 0; i < MR; i++) {
         _mm512_storeu_ps(a->state[pp] + i * NR, c[pp][i][0]);
@@ -207,12 +210,22 @@ static inline __attribute__((always_inline)) void fk_avx512_t(const fk_args *a, 
 }
 
 static void fk_avx512(const fk_args *a) {
+  if (a->npan == 4) {
+    switch (a->mr) {
+      case 1: fk_avx512_t(a, 1, 4); return;
+      case 2: fk_avx512_t(a, 2, 4); return;
+      case 3: fk_avx512_t(a, 3, 4); return;
+      default: break;
+    }
+  }
   if (a->npan == 2) {
     switch (a->mr) {
       case 1: fk_avx512_t(a, 1, 2); return;
       case 2: fk_avx512_t(a, 2, 2); return;
       case 3: fk_avx512_t(a, 3, 2); return;
       case 4: fk_avx512_t(a, 4, 2); return;
+      case 5: fk_avx512_t(a, 5, 2); return;
+      case 6: fk_avx512_t(a, 6, 2); return;
       default: break;
     }
   }
@@ -258,8 +271,8 @@ typedef struct fplan {
   const float *bias;
   float *yf;
   uint16_t *yh;
-  float *scratch; /* per thread: a_elems + state_elems + row_elems floats */
-  size_t a_elems, state_elems, row_elems;
+  float *scratch; /* per thread: a_elems + state_elems floats */
+  size_t a_elems, state_elems;
   int decode, avx512;
   fk_fn fk;
 } fplan;
@@ -267,21 +280,17 @@ typedef struct fplan {
 static int64_t tile_m0(const fplan *P, int64_t t) { return t * P->tq + (t < P->trem ? t : P->trem); }
 static int tile_mr(const fplan *P, int64_t t) { return (int)(P->tq + (t < P->trem ? 1 : 0)); }
 
-/* A tile [k0, k1) of rows m0..m0+mr-1 as fp32 [k][mr] */
-static void pack_a(const fplan *P, int64_t m0, int mr, int64_t k0, int64_t k1, float *dst, float *row) {
+/* columns [k0, k1) of rows m0..m0+mr-1 as fp32 rows of stride lda (exact conversion) */
+static void pack_a(const fplan *P, int64_t m0, int mr, int64_t k0, int64_t k1, float *dst, int64_t lda) {
   const int64_t nk = k1 - k0;
   for (int i = 0; i < mr; i++) {
     const uint16_t *src = P->x + (m0 + i) * P->ldx + k0;
+    float *row = dst + i * lda;
 #if RESQ_CPU_X86
     if (P->avx512) cvt_row_avx512(src, row, nk);
     else
 #endif
       for (int64_t k = 0; k < nk; k++) row[k] = resq_f16_to_f32(src[k]);
-    if (mr == 1) {
-      memcpy(dst, row, (size_t)nk * sizeof(float));
-      continue;
-    }
-    for (int64_t k = 0; k < nk; k++) dst[k * mr + i] = row[k];
   }
 }
 
@@ -299,17 +308,18 @@ static void task_f16(void *arg, int tid, int nt) {
   int64_t p0, p1;
   resq_cpu_range(P->npanels, tid, nt, &p0, &p1);
   if (p1 <= p0) return;
-  float *Ab = P->scratch + (size_t)tid * (P->a_elems + P->state_elems + P->row_elems);
-  float *St = Ab + P->a_elems, *row = St + P->state_elems;
+  float *Ab = P->scratch + (size_t)tid * (P->a_elems + P->state_elems);
+  float *St = Ab + P->a_elems;
   fk_args a;
   memset(&a, 0, sizeof a);
   a.ldy = P->ldy;
-  if (P->decode) { /* <= 2 tiles: A packed once, whole K, two panels at a time */
-    for (int64_t t = 0; t < P->ntiles; t++) pack_a(P, tile_m0(P, t), tile_mr(P, t), 0, P->K, Ab + tile_m0(P, t) * P->K, row);
+  if (P->decode) { /* <= 2 tiles: A packed once, whole K, up to four panels at a time */
+    for (int64_t t = 0; t < P->ntiles; t++) pack_a(P, tile_m0(P, t), tile_mr(P, t), 0, P->K, Ab + tile_m0(P, t) * P->K, P->K);
     a.first = a.last = 1;
     a.nk = P->K;
-    for (int64_t p = p0; p < p1; p += 2) {
-      a.npan = p + 1 < p1 ? 2 : 1;
+    a.lda = P->K;
+    for (int64_t p = p0; p < p1; p += a.npan) {
+      a.npan = p + 4 <= p1 ? 4 : p + 2 <= p1 ? 2 : 1;
       for (int64_t t = 0; t < P->ntiles; t++) {
         const int64_t m0 = tile_m0(P, t);
         a.mr = tile_mr(P, t);
@@ -328,10 +338,11 @@ static void task_f16(void *arg, int tid, int nt) {
       for (int64_t k0 = 0; k0 < P->K || k0 == 0; k0 += KC) {
         const int64_t k1 = k0 + KC < P->K ? k0 + KC : P->K;
         for (int64_t t = tb; t < te; t++)
-          pack_a(P, tile_m0(P, t), tile_mr(P, t), k0, k1, Ab + (t - tb) * MR_MAX * KC, row);
+          pack_a(P, tile_m0(P, t), tile_mr(P, t), k0, k1, Ab + (t - tb) * MR_MAX * KC, KC);
         a.first = k0 == 0;
         a.last = k1 == P->K;
         a.nk = k1 - k0;
+        a.lda = KC;
         for (int64_t p = pb; p < pe; p++)
           for (int64_t t = tb; t < te; t++) {
             const int64_t m0 = tile_m0(P, t);
@@ -381,8 +392,7 @@ static resq_status gemm_f16_cpu(int64_t M, const uint16_t *x, int64_t ldx, const
   if (P.npanels < nt) nt = (int)P.npanels;
   P.a_elems = P.decode ? (size_t)M * (size_t)(K > 0 ? K : 1) : (size_t)MCT * MR_MAX * KC;
   P.state_elems = P.decode ? 0 : (size_t)MCT * NCP * MR_MAX * NR;
-  P.row_elems = (size_t)((P.decode ? K : KC) + 16);
-  const size_t per = P.a_elems + P.state_elems + P.row_elems;
+  const size_t per = P.a_elems + P.state_elems;
   resq_cpu_lock();
   P.scratch = (float *)resq_cpu_workspace(2, (size_t)nt_max * per * sizeof(float));
   if (!P.scratch) {

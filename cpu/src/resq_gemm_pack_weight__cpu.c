@@ -103,7 +103,8 @@ resq_status resq_gemm_pack_weight__cpu(const resq_qact_params *split, const resq
             int c0 = 0, c1 = 0;
             if (i < lpg && n0 < N) c0 = s4_at(w->q_lo + n0 * w->ld_lo + gi * L.lo_bytes_per_group, i);
             if (i < lpg && n1 < N) c1 = s4_at(w->q_lo + n1 * w->ld_lo + gi * L.lo_bytes_per_group, i);
-            dst[4 * l + b] = (uint8_t)((c0 & 15) | ((c1 & 15) << 4));
+            /* low nibble: u = w + 8 (= the s4 nibble XOR 8); high nibble: s4 */
+            dst[4 * l + b] = (uint8_t)(((c0 & 15) ^ 8) | ((c1 & 15) << 4));
           }
     for (int64_t gi = 0; gi < G; gi++) /* hi terms */
       for (int64_t s = 0; s < g.hi_pad / 4; s++, dst += 128)
@@ -156,7 +157,7 @@ resq_status resq_gemm_unpack_weight__cpu(const resq_qweight_cpu *w, const resq_q
         memset(dst, 0, (size_t)L.lo_bytes_per_group);
         for (int64_t i = 0; i < lpg; i++) {
           uint8_t byte = panel[(gi * w->lo_pad / 4 + i / 4) * 64 + 4 * l + i % 4];
-          int c = high ? byte >> 4 : byte & 15;
+          int c = high ? byte >> 4 : (byte & 15) ^ 8;
           dst[i / 2] |= (uint8_t)(c << (4 * (i & 1)));
         }
         out->sum_lo[n * G + gi] = ul[gi * np + n];

@@ -9,9 +9,9 @@
  *     tiles of mr <= 12 rows: tile[step][row][4 bytes], so one dword broadcast
  *     feeds a whole row of vpdpbusd;
  *  2. the micro-kernel computes a 12 x 32 tile (24 zmm accumulators): per step
- *     of 4 columns it reads one 64-byte weight vector (lo: 32 columns of s4 =
- *     16*w after an AND / a shift+AND; hi: two 64-byte s8 vectors), broadcasts
- *     each row's dword and issues 2*mr vpdpbusd (u8 activations x s8 weights);
+ *     of 4 columns it reads one 64-byte weight vector (lo: 32 outputs in
+ *     nibbles, see below; hi: two 64-byte s8 vectors), broadcasts each row's
+ *     dword and issues 2*mr vpdpbusd (u8 activations x s8 weights);
  *  3. at the end of every term the int32 sums become the reference's term
  *     t = (a*w)*(float)(acc - z*sum) and are added to y in K order, exactly the
  *     reference's fp32 sequence (no FMA), then + bias, RNE to f16 (vcvtps2ph).
@@ -19,7 +19,20 @@
  * tiles); each thread streams its panels front to back. Long K is cut into
  * blocks (state carried in a per-thread scratch) so a weight block stays in L1
  * while the row tiles of an M block (in L2) pass over it.
- * The portable kernel computes the same integers and the same fp32 sequence. */
+ * The portable kernel computes the same integers and the same fp32 sequence.
+ *
+ * The lo nibbles with one AND per 64 weights: a packed byte holds, for lane l,
+ * the s4 code h of output 32p+16+l in its high nibble and u = w + 8 (0..15) of
+ * output 32p+l in its low nibble, so the byte read as s8 is exactly 16 h + u.
+ * Per step the kernel issues vpdpbusd on the raw bytes (sum x (16 h + u)) and
+ * on the bytes AND 0xF0 (sum x 16 h); then, exactly in int32,
+ *   outputs 16..31:  sum x h = (masked sum) >> 4          (a multiple of 16)
+ *   outputs  0..15:  sum x w = raw - masked - 8 sum x      (sum x per row and
+ *                                                           group, from packing)
+ * Every partial sum is bounded like the 16 w products it replaces (|x b| <=
+ * 15 * 128), so SEG_MAX_STEPS keeps each accumulator inside int32, and the
+ * difference raw - masked is exact in wrapping int32 arithmetic because its
+ * true value is small (<= 15 * 15 per product). */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +71,7 @@ typedef struct mk_args {
   int sb, se; /* segments of this block */
   const float *xs_lo, *xs_hi; /* activation scales/zeros at the tile's first row: [i*G + g] */
   const int32_t *xz_lo, *xz_hi;
+  const int32_t *xsum_lo;     /* sums of the lo activation codes at the tile's first row: [i*G + g] */
   int64_t G;
   const float *ws_lo, *ws_hi; /* weight scales at the panel's first column */
   const int32_t *wsum_lo, *wsum_hi; /* weight sums at the panel's first column, group stride np */
@@ -92,7 +106,7 @@ static void mk_generic(const mk_args *a) {
         for (int l = 0; l < 16; l++)
           for (int b = 0; b < 4; b++) {
             int v = wp[4 * l + b];
-            w[b][l] = ((v & 15) ^ 8) - 8;
+            w[b][l] = (v & 15) - 8; /* the low nibble holds u = w + 8: w directly */
             w[b][16 + l] = ((v >> 4) ^ 8) - 8;
           }
         for (int i = 0; i < mr; i++) {
@@ -180,18 +194,18 @@ static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, 
     if (!tm->hi) {
       const uint8_t *wp = a->W + tm->w_off + sg->s0 * 64;
       int64_t s = 0;
+      /* c0: raw bytes (16 h + u), c1: bytes AND 0xF0 (16 h) */
       if (dual)
         for (; s + 2 <= n; s += 2, wp += 128, ap += 8 * MR) {
           __m512i v = _mm512_loadu_si512(wp), u = _mm512_loadu_si512(wp + 64);
-          __m512i w1 = _mm512_and_si512(v, mask), w0 = _mm512_and_si512(_mm512_slli_epi16(v, 4), mask);
-          __m512i x1 = _mm512_and_si512(u, mask), x0 = _mm512_and_si512(_mm512_slli_epi16(u, 4), mask);
-          STEP_ROWS(c0, c1, ap, w0, w1);
-          STEP_ROWS(d0, d1, ap + 4 * MR, x0, x1);
+          __m512i w1 = _mm512_and_si512(v, mask), x1 = _mm512_and_si512(u, mask);
+          STEP_ROWS(c0, c1, ap, v, w1);
+          STEP_ROWS(d0, d1, ap + 4 * MR, u, x1);
         }
       for (; s < n; s++, wp += 64, ap += 4 * MR) {
         __m512i v = _mm512_loadu_si512(wp);
-        __m512i w1 = _mm512_and_si512(v, mask), w0 = _mm512_and_si512(_mm512_slli_epi16(v, 4), mask);
-        STEP_ROWS(c0, c1, ap, w0, w1);
+        __m512i w1 = _mm512_and_si512(v, mask);
+        STEP_ROWS(c0, c1, ap, v, w1);
       }
     } else {
       const uint8_t *wp = a->W + tm->w_off + sg->s0 * 128;
@@ -219,8 +233,8 @@ static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, 
         v0 = _mm512_add_epi32(v0, d0[i]);
         v1 = _mm512_add_epi32(v1, d1[i]);
       }
-      if (!tm->hi) { /* the lo weights were 16*w: exact shift back */
-        v0 = _mm512_srai_epi32(v0, 4);
+      if (!tm->hi) { /* outputs 0..15: raw - masked = sum x u; 16..31: masked = 16 sum x h, exact shift */
+        v0 = _mm512_sub_epi32(v0, v1);
         v1 = _mm512_srai_epi32(v1, 4);
       }
       int32_t *as = a->acc_state + i * NR;
@@ -233,6 +247,8 @@ static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, 
         _mm512_storeu_si512(as + 16, v1);
         continue;
       }
+      if (!tm->hi) /* sum x w = sum x u - 8 sum x on outputs 0..15 */
+        v0 = _mm512_sub_epi32(v0, _mm512_set1_epi32(8 * a->xsum_lo[i * a->G + tm->g]));
       const __m512i z = _mm512_set1_epi32(xz[i * a->G + tm->g]);
       const __m512 av = _mm512_set1_ps(xs[i * a->G + tm->g]);
       __m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v0, _mm512_mullo_epi32(z, su0)));
@@ -316,6 +332,7 @@ typedef struct plan {
   int64_t S; /* steps per packed activation row */
   int64_t ntiles, tq, trem;
   uint8_t *A;
+  int32_t *xsum;   /* [M][G]: sums of the lo activation codes per row and group */
   uint8_t *rowtmp; /* per thread: S*4 bytes */
   float *ystate;   /* per thread: slots * MR_MAX*NR */
   int32_t *accstate;
@@ -340,12 +357,15 @@ static void unpack_row(const plan *P, int64_t m, uint8_t *dst) {
     } else {
       const uint8_t *src = x->q_lo + m * x->ld_lo + tm->g * P->lo_bpg;
       int64_t i = 0;
+      int32_t sum = 0;
       for (; i + 2 <= len; i += 2) {
         uint8_t b = src[i / 2];
         d[i] = b & 15;
         d[i + 1] = b >> 4;
+        sum += d[i] + d[i + 1];
       }
-      if (i < len) d[i] = src[i / 2] & 15;
+      if (i < len) d[i] = src[i / 2] & 15, sum += d[i];
+      P->xsum[m * P->G + tm->g] = sum;
     }
     memset(d + len, 0, (size_t)(pad - len));
   }
@@ -418,6 +438,7 @@ static void task_compute(void *arg, int tid, int nt) {
             a.A = P->A + m0 * P->S * 4;
             a.xs_lo = P->lpg > 0 ? x->scale_lo + m0 * P->G : NULL;
             a.xz_lo = P->lpg > 0 ? x->zero_lo + m0 * P->G : NULL;
+            a.xsum_lo = P->xsum + m0 * P->G;
             a.xs_hi = P->r > 0 ? x->scale_hi + m0 * P->G : NULL;
             a.xz_hi = P->r > 0 ? x->zero_hi + m0 * P->G : NULL;
             a.y_state = ys + slot * MR_MAX * NR;
@@ -584,16 +605,17 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
 #endif
 
   resq_cpu_lock();
-  size_t a_bytes = (size_t)M * (size_t)P.S * 4 + 64;
+  size_t a_bytes = (size_t)M * (size_t)P.S * 4 + 64, xs_bytes = (size_t)M * (size_t)P.G * 4 + 64;
   size_t st_elems = (size_t)P.slots * MR_MAX * NR;
   size_t scr_bytes = (size_t)nt_max * (st_elems * 8 + (size_t)P.S * 4 + 64);
-  P.A = (uint8_t *)resq_cpu_workspace(0, a_bytes);
+  P.A = (uint8_t *)resq_cpu_workspace(0, (a_bytes + 63) / 64 * 64 + xs_bytes);
   char *scr = (char *)resq_cpu_workspace(1, scr_bytes);
   if (!P.A || !scr) {
     resq_cpu_unlock();
     free(pm);
     return resq_fail(RESQ_ERR_NOMEM, "gemm (cpu): out of memory (workspace of %zu + %zu bytes)", a_bytes, scr_bytes);
   }
+  P.xsum = (int32_t *)(P.A + (a_bytes + 63) / 64 * 64);
   P.ystate = (float *)scr;
   P.accstate = (int32_t *)(scr + (size_t)nt_max * st_elems * 4);
   P.rowtmp = (uint8_t *)(scr + (size_t)nt_max * st_elems * 8);

@@ -1,12 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0
- * resq_cpu_gemm_timing -- the CPU mixed GEMM (resq_gemm_q4q8_f16__cpu) against
+ * resq_cpu_gemm_timing -- the CPU mixed GEMM (resq_gemm_q4q8_f16__cpu) and the
+ * CPU FP16 GEMM (resq_gemm_f16__cpu, fp16 weights, fp32 FMA) against
  * oneDNN u8 x s8 -> f32 (per-N output scales, no zero points: oneDNN's best
  * int8 case) and oneDNN bf16 x bf16 -> f32, in ONE process, back to back per
  * shape, so that the ratios of a row are measured under the same machine
  * conditions (the host is shared and its DRAM bandwidth moves minute to minute).
  *
  *   resq_cpu_gemm_timing [--passes P] [--reps R] [--cold-mib C] [--M 1,16,256,2048]
- *                        [--shapes N:K,N:K,...] [--peak] [--no-onednn]
+ *                        [--shapes N:K,N:K,...] [--peak] [--no-onednn] [--threads T]
+ *                        [--cpu-clock] [--best]
+ * --cpu-clock times with the process CPU clock: with --threads 1 (and
+ * OMP_NUM_THREADS=1) it measures the kernels' own cycles on a shared host
+ * (tuning); the default wall clock is what the issue's ratios use. --best
+ * reports the fastest rep instead of the median (tuning only).
  *
  * Method:
  *  - C[M,N] = A[M,K] W[N,K]^T; our split is the per-token ResQ one (group = K,
@@ -47,9 +53,12 @@
 #define MAXPASS 16
 #define MAXREPS 64
 
+/* --cpu-clock: process CPU time instead of wall time (meaningful with one
+ * thread on a shared host: preemption by other processes is not counted) */
+static clockid_t g_clock = CLOCK_MONOTONIC;
 static double now_s(void) {
   struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
+  clock_gettime(g_clock, &t);
   return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -60,6 +69,14 @@ static int cmp_d(const void *a, const void *b) {
 static double median(double *v, int n) {
   qsort(v, (size_t)n, sizeof *v, cmp_d);
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+/* --best: the fastest rep instead of the median (kernel tuning on a shared host) */
+static int g_best = 0;
+static double rep_stat(double *v, int n) {
+  if (!g_best) return median(v, n);
+  double m = v[0];
+  for (int i = 1; i < n; i++) m = v[i] < m ? v[i] : m;
+  return m;
 }
 
 static void *xalloc(size_t n) {
@@ -142,28 +159,44 @@ typedef struct {
 } peak_arg;
 
 #define PEAK_ITERS 20000000L
-__attribute__((target("avx512f,avx512bw,avx512vnni,avx512bf16"))) static void *peak_thread(void *p) {
+/* 12 independent accumulator chains per thread; the empty asm statements make
+ * the inputs and the accumulators opaque, so that the compiler neither folds
+ * the loop nor merges the (identical) chains. */
+#define PEAK_BODY(T, INIT, OP, RED)                                                               \
+  T a0 = INIT, a1 = INIT, a2 = INIT, a3 = INIT, a4 = INIT, a5 = INIT, a6 = INIT, a7 = INIT, a8 = INIT, \
+    a9 = INIT, a10 = INIT, a11 = INIT;                                                           \
+  for (long it = 0; it < PEAK_ITERS; it++) {                                                     \
+    __asm__ volatile("" : "+v"(x), "+v"(y));                                                     \
+    a0 = OP(a0, x, y), a1 = OP(a1, x, y), a2 = OP(a2, x, y), a3 = OP(a3, x, y);                  \
+    a4 = OP(a4, x, y), a5 = OP(a5, x, y), a6 = OP(a6, x, y), a7 = OP(a7, x, y);                  \
+    a8 = OP(a8, x, y), a9 = OP(a9, x, y), a10 = OP(a10, x, y), a11 = OP(a11, x, y);              \
+    __asm__ volatile("" : "+v"(a0), "+v"(a1), "+v"(a2), "+v"(a3), "+v"(a4), "+v"(a5), "+v"(a6),     \
+                     "+v"(a7), "+v"(a8), "+v"(a9), "+v"(a10), "+v"(a11));                          \
+  }                                                                                              \
+  return RED(a0) + RED(a1) + RED(a2) + RED(a3) + RED(a4) + RED(a5) + RED(a6) + RED(a7) + RED(a8) + \
+         RED(a9) + RED(a10) + RED(a11)
+
+#define DPBUSD(c, x, y) _mm512_dpbusd_epi32(c, x, y)
+#define RED_I(c) (double)_mm512_reduce_add_epi32(c)
+__attribute__((target("avx512f,avx512bw,avx512vnni"), noinline)) static double peak_dpbusd(void) {
+  __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
+  PEAK_BODY(__m512i, _mm512_setzero_si512(), DPBUSD, RED_I);
+}
+#define DPBF16(c, x, y) _mm512_dpbf16_ps(c, (__m512bh)(x), (__m512bh)(y))
+#define FMADD(c, x, y) _mm512_fmadd_ps(x, y, c)
+#define RED_F(c) (double)_mm512_reduce_add_ps(c)
+__attribute__((target("avx512f,avx512bw,avx512bf16"), noinline)) static double peak_dpbf16(void) {
+  __m512i x = _mm512_set1_epi16(0x3f80), y = _mm512_set1_epi16(0x3000);
+  PEAK_BODY(__m512, _mm512_setzero_ps(), DPBF16, RED_F);
+}
+__attribute__((target("avx512f"), noinline)) static double peak_fma(void) {
+  __m512 x = _mm512_set1_ps(1.0f), y = _mm512_set1_ps(1e-9f);
+  PEAK_BODY(__m512, _mm512_setzero_ps(), FMADD, RED_F);
+}
+
+static void *peak_thread(void *p) {
   peak_arg *a = (peak_arg *)p;
-  __m512i c[12];
-  __m512 f[12];
-  for (int i = 0; i < 12; i++) c[i] = _mm512_set1_epi32(i), f[i] = _mm512_set1_ps((float)i * 1e-3f);
-  const __m512i x = _mm512_set1_epi8(1), y = _mm512_set1_epi8(2);
-  const __m512 fx = _mm512_set1_ps(1.0f), fy = _mm512_set1_ps(1e-9f);
-  const __m512bh bx = (__m512bh)_mm512_set1_epi16(0x3f80), by = (__m512bh)_mm512_set1_epi16(0x3000);
-  for (long it = 0; it < PEAK_ITERS; it++) {
-    if (a->kind == 0) {
-      for (int i = 0; i < 12; i++) c[i] = _mm512_dpbusd_epi32(c[i], x, y);
-    } else if (a->kind == 1) {
-      for (int i = 0; i < 12; i++) f[i] = _mm512_dpbf16_ps(f[i], bx, by);
-    } else {
-      for (int i = 0; i < 12; i++) f[i] = _mm512_fmadd_ps(fx, fy, f[i]);
-    }
-    __asm__ volatile("" : "+v"(c[0]), "+v"(f[0]));
-  }
-  __m512i s = c[0];
-  __m512 sf = f[0];
-  for (int i = 1; i < 12; i++) s = _mm512_add_epi32(s, c[i]), sf = _mm512_add_ps(sf, f[i]);
-  a->ops = (double)_mm512_reduce_add_epi32(s) + (double)_mm512_reduce_add_ps(sf);
+  a->ops = a->kind == 0 ? peak_dpbusd() : a->kind == 1 ? peak_dpbf16() : peak_fma();
   return NULL;
 }
 
@@ -280,7 +313,70 @@ static double ours_time(ours_t *o, int reps, int *copy) {
     }
     if (i >= 0) t[i] = dt;
   }
-  return median(t, reps);
+  return rep_stat(t, reps);
+}
+
+/* ------------------------------------------------------------------ ours, FP16 GEMM */
+
+typedef struct {
+  resq_wf16_cpu *wc;
+  void **blocks;
+  int ncopies;
+  uint16_t *x, *y;
+  int64_t M, N, K;
+} f16_t;
+
+static void f16_setup(f16_t *f, int64_t M, int64_t N, int64_t K, size_t cold) {
+  memset(f, 0, sizeof *f);
+  f->M = M, f->N = N, f->K = K;
+  resq_rng r;
+  resq_rng_init(&r, 4242);
+  uint16_t *w = (uint16_t *)xalloc((size_t)(N * K) * 2);
+  for (int64_t i = 0; i < N * K; i++) w[i] = resq_f32_to_f16((float)resq_rng_normal(&r) * 0.02f);
+  size_t bytes = 0;
+  resq_gemm_f16_pack_weight_size__cpu(N, K, &bytes);
+  f->ncopies = (int)((cold + bytes - 1) / bytes);
+  if (f->ncopies < 2) f->ncopies = 2;
+  f->wc = (resq_wf16_cpu *)calloc((size_t)f->ncopies, sizeof *f->wc);
+  f->blocks = (void **)calloc((size_t)f->ncopies, sizeof(void *));
+  for (int i = 0; i < f->ncopies; i++) {
+    f->blocks[i] = xalloc(bytes);
+    if (i == 0) {
+      if (resq_gemm_f16_pack_weight__cpu(N, K, w, K, f->blocks[0], bytes, &f->wc[0])) {
+        fprintf(stderr, "f16 pack: %s\n", resq_last_error());
+        exit(2);
+      }
+    } else {
+      memcpy(f->blocks[i], f->blocks[0], bytes);
+      f->wc[i] = f->wc[0];
+      f->wc[i].data = f->blocks[i];
+    }
+  }
+  free(w);
+  f->x = (uint16_t *)xalloc((size_t)(M * K) * 2);
+  for (int64_t i = 0; i < M * K; i++) f->x[i] = resq_f32_to_f16((float)resq_rng_normal(&r));
+  f->y = (uint16_t *)xalloc((size_t)(M * N) * 2);
+}
+
+static void f16_free(f16_t *f) {
+  for (int i = 0; i < f->ncopies; i++) free(f->blocks[i]);
+  free(f->blocks), free(f->wc), free(f->x), free(f->y);
+}
+
+static double f16_time(f16_t *f, int reps, int *copy) {
+  double t[MAXREPS];
+  for (int i = -2; i < reps; i++) {
+    int c = (*copy)++ % f->ncopies;
+    double t0 = now_s();
+    resq_status st = resq_gemm_f16__cpu(f->M, f->x, f->K, &f->wc[c], NULL, f->y, f->N);
+    double dt = now_s() - t0;
+    if (st) {
+      fprintf(stderr, "gemm f16: %s\n", resq_last_error());
+      exit(2);
+    }
+    if (i >= 0) t[i] = dt;
+  }
+  return rep_stat(t, reps);
 }
 
 /* ------------------------------------------------------------------ oneDNN */
@@ -390,7 +486,7 @@ static double dn_time(dn_t *d, int reps, int *copy) {
     double dt = now_s() - t0;
     if (i >= 0) t[i] = dt;
   }
-  return median(t, reps);
+  return rep_stat(t, reps);
 }
 
 /* ------------------------------------------------------------------ main */
@@ -417,10 +513,13 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--shapes") && i + 1 < argc) nNK = parse_list(argv[++i], NK, 32) / 2 * 2;
     else if (!strcmp(argv[i], "--peak")) peak = 1;
     else if (!strcmp(argv[i], "--no-onednn")) no_dnnl = 1;
+    else if (!strcmp(argv[i], "--threads") && i + 1 < argc) resq_cpu_set_threads(atoi(argv[++i]));
+    else if (!strcmp(argv[i], "--cpu-clock")) g_clock = CLOCK_PROCESS_CPUTIME_ID;
+    else if (!strcmp(argv[i], "--best")) g_best = 1;
     else {
       fprintf(stderr,
               "usage: %s [--passes P] [--reps R] [--cold-mib C] [--M 1,16,...] [--shapes N:K,...] [--peak] "
-              "[--no-onednn]\n",
+              "[--no-onednn] [--threads T] [--cpu-clock] [--best]\n",
               argv[0]);
       return 2;
     }
@@ -448,10 +547,11 @@ int main(int argc, char **argv) {
                     "(OMP_PROC_BIND set?): refusing to time\n", CPU_COUNT(&cs), nt);
     return 2;
   }
-  const int nimpl = no_dnnl ? 1 : 3;
-  static const char *iname[3] = {"resq q4q8 (r=K/8)", "oneDNN u8s8", "oneDNN bf16"};
-  /* t[pass][shape][impl], probe[pass][shape] */
-  static double T[MAXPASS][64][3], PR[MAXPASS][64];
+  /* implementations: 0 resq q4q8, 1 resq FP16 GEMM, 2 oneDNN u8s8, 3 oneDNN bf16 */
+  enum { I_Q = 0, I_F16, I_U8, I_BF16, NIMPL };
+  static const char *iname[NIMPL] = {"resq q4q8", "resq f16", "oneDNN u8s8", "oneDNN bf16"};
+  /* T[pass][shape][impl] seconds, PR[pass][shape] probe bytes/s */
+  static double T[MAXPASS][64][NIMPL], PR[MAXPASS][64];
   int nshape = 0;
   int64_t shM[64], shN[64], shK[64];
   for (int64_t mi = 0; mi < nM; mi++)
@@ -466,51 +566,64 @@ int main(int argc, char **argv) {
       int64_t M = shM[s], N = shN[s], K = shK[s];
       ours_t o;
       ours_setup(&o, M, N, K, cold);
-      T[pass][s][0] = ours_time(&o, reps, &copy);
+      T[pass][s][I_Q] = ours_time(&o, reps, &copy);
       PR[pass][s] = M <= 16 ? read_probe(o.blocks, o.sizes, o.ncopies, nt) : 0;
       double wb = (double)o.sizes[0];
       ours_free(&o);
-      for (int k = 1; k < nimpl; k++) {
+      f16_t f;
+      f16_setup(&f, M, N, K, cold);
+      T[pass][s][I_F16] = f16_time(&f, reps, &copy);
+      f16_free(&f);
+      for (int k = I_U8; k < NIMPL && !no_dnnl; k++) {
         dn_t d;
-        dn_setup(&d, k == 1, M, N, K, cold);
-        snprintf(k == 1 ? impl8 : impl16, 96, "%s", d.impl);
+        dn_setup(&d, k == I_U8, M, N, K, cold);
+        snprintf(k == I_U8 ? impl8 : impl16, 96, "%s", d.impl);
         T[pass][s][k] = dn_time(&d, reps, &copy);
         dn_free(&d);
       }
       printf("pass %d M=%5lld N=%5lld K=%5lld:", pass, (long long)M, (long long)N, (long long)K);
-      for (int k = 0; k < nimpl; k++) printf("  %s %.1f GOPS", iname[k], 2.0 * M * N * K / T[pass][s][k] * 1e-9);
-      if (M <= 16) printf("  | weights %.1f GB/s, probe %.1f GB/s", wb / T[pass][s][0] * 1e-9, PR[pass][s] * 1e-9);
+      for (int k = 0; k < (no_dnnl ? I_U8 : NIMPL); k++)
+        printf("  %s %.1f", iname[k], 2.0 * M * N * K / T[pass][s][k] * 1e-9);
+      if (M <= 16) printf("  | q4q8 weights %.1f GB/s, probe %.1f GB/s", wb / T[pass][s][I_Q] * 1e-9, PR[pass][s] * 1e-9);
       printf("\n");
       fflush(stdout);
     }
   }
   if (!no_dnnl) printf("oneDNN implementations: int8 %s, bf16 %s\n", impl8, impl16);
-  printf("\n| M | N | K | resq GOPS | oneDNN int8 GOPS | oneDNN bf16 GOPS | resq/int8 (spread) | resq/bf16 (spread) | "
-         "resq weight GB/s / probe GB/s |\n|---|---|---|---|---|---|---|---|---|\n");
+  /* ratios: time of the baseline / time of ours (> 1: ours is faster) */
+  static const int rnum[3] = {I_U8, I_BF16, I_BF16}, rden[3] = {I_Q, I_Q, I_F16};
+  const int nrat = no_dnnl ? 0 : 3;
+  printf("\nGOPS = 2MNK/t (median over %d passes); ratios = median over passes of per-pass time ratios, (spread) = "
+         "(max-min)/median\n",
+         passes);
+  printf("| M | N | K | resq q4q8 | resq f16 | oneDNN int8 | oneDNN bf16 | q4q8 vs int8 | q4q8 vs bf16 | f16 vs bf16 | "
+         "q4q8 weight stream / probe |\n|---|---|---|---|---|---|---|---|---|---|---|\n");
   for (int s = 0; s < nshape; s++) {
     int64_t M = shM[s], N = shN[s], K = shK[s];
-    double g[3][MAXPASS], rat[2][MAXPASS], fr[MAXPASS], pb[MAXPASS];
+    double g[NIMPL][MAXPASS], rat[3][MAXPASS], fr[MAXPASS], pb[MAXPASS];
     double ops = 2.0 * M * N * K;
+    size_t bytes = 0;
+    resq_qact_params split = resq_qact_default(K);
+    resq_gemm_pack_weight_size__cpu(&split, N, &bytes);
     for (int p = 0; p < passes; p++) {
-      for (int k = 0; k < nimpl; k++) g[k][p] = ops / T[p][s][k] * 1e-9;
-      for (int k = 1; k < nimpl; k++) rat[k - 1][p] = T[p][s][k] / T[p][s][0];
-      size_t bytes = 0;
-      resq_qact_params split = resq_qact_default(K);
-      resq_gemm_pack_weight_size__cpu(&split, N, &bytes);
-      fr[p] = M <= 16 ? (double)bytes / T[p][s][0] / PR[p][s] : 0;
+      for (int k = 0; k < NIMPL; k++) g[k][p] = T[p][s][k] > 0 ? ops / T[p][s][k] * 1e-9 : 0;
+      for (int k = 0; k < nrat; k++) rat[k][p] = T[p][s][rnum[k]] / T[p][s][rden[k]];
+      fr[p] = M <= 16 ? (double)bytes / T[p][s][I_Q] / PR[p][s] : 0;
       pb[p] = PR[p][s] * 1e-9;
     }
-    double med[3] = {0, 0, 0}, mr[2] = {0, 0}, sp[2] = {0, 0};
-    for (int k = 0; k < nimpl; k++) med[k] = median(g[k], passes);
-    for (int k = 0; k < nimpl - 1; k++) {
+    printf("| %lld | %lld | %lld |", (long long)M, (long long)N, (long long)K);
+    for (int k = 0; k < NIMPL; k++) printf(" %.1f |", median(g[k], passes));
+    for (int k = 0; k < 3; k++) {
+      if (k >= nrat) {
+        printf(" - |");
+        continue;
+      }
       double mx = rat[k][0], mn = rat[k][0];
       for (int p = 1; p < passes; p++) mx = fmax(mx, rat[k][p]), mn = fmin(mn, rat[k][p]);
-      mr[k] = median(rat[k], passes);
-      sp[k] = (mx - mn) / mr[k];
+      double md = median(rat[k], passes);
+      printf(" %.2f (%.0f%%) |", md, 100 * (mx - mn) / md);
     }
-    printf("| %lld | %lld | %lld | %.1f | %.1f | %.1f | %.2f (%.0f%%) | %.2f (%.0f%%) |", (long long)M, (long long)N,
-           (long long)K, med[0], med[1], med[2], mr[0], 100 * sp[0], mr[1], 100 * sp[1]);
-    if (M <= 16) printf(" %.2f of %.1f |\n", median(fr, passes), median(pb, passes));
+    if (M <= 16) printf(" %.2f of %.1f GB/s |\n", median(fr, passes), median(pb, passes));
     else printf(" - |\n");
   }
   return 0;

@@ -78,14 +78,18 @@ int resq_cpu_get_threads(void);
  *   N is padded with zero columns to a multiple of 32 (npanels = ceil(N/32));
  *   panel p (columns 32p..32p+31) is one contiguous run of panel_bytes:
  *     lo terms: for each step of 4 columns k..k+3, 64 bytes = 16 dwords; byte
- *       b of dword l holds column k+b of output 32p+l in its LOW nibble and of
- *       output 32p+16+l in its HIGH nibble (s4 two's complement);
+ *       b of dword l holds column k+b of output 32p+l in its LOW nibble as
+ *       u = w + 8 (0..15, i.e. the s4 nibble XOR 8) and of output 32p+16+l in
+ *       its HIGH nibble (s4 two's complement), so the byte read as s8 is
+ *       16 w_high + u_low;
  *     hi terms: for each step of 4 columns, 128 bytes = 32 dwords; byte b of
  *       dword l is the s8 code of column k+b of output 32p+l;
  *   scale_lo[npanels*32], scale_hi[npanels*32]   fp32 (0 in the padding)
  *   sum_lo[G][npanels*32], sum_hi[G][npanels*32] int32 column sums per group part.
- * The kernels stream panels front to back; the lo nibbles become 16*w in s8 with
- * one AND (high nibble) or a shift and an AND (low nibble). */
+ * The kernels stream panels front to back; per 64 lo weights they issue
+ * vpdpbusd on the raw bytes and on the bytes AND 0xF0 (16 w_high): one vector
+ * op, and the low outputs follow exactly in int32 as raw - masked - 8 sum(x)
+ * (resq_gemm_q4q8_f16__cpu.c). */
 typedef struct resq_qweight_cpu {
   uint32_t magic;   /* RESQ_QWEIGHT_CPU_MAGIC once packed */
   int64_t N, K, group, r;
