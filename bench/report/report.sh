@@ -292,7 +292,11 @@ echo "|---|---|---|---|"
 while IFS='|' read -r st what; do
   b=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 == "ok" && !seen[$5]++ { printf "%s%s", (n++ ? ", " : ""), $5 }' "$T/results.tsv")
   opt=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 == "ok" && $5 != "ref" { print "yes"; exit }' "$T/results.tsv")
-  if [ -z "$b" ]; then b="none (no benchmark program yet)"; fi
+  if [ -z "$b" ]; then
+    nsk=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 != "ok"' "$T/results.tsv" | wc -l)
+    if [ "$nsk" -gt 0 ]; then b="none measured: $nsk benchmark(s) skipped or failed (see above)"
+    else b="none (no benchmark of it in this build)"; fi
+  fi
   echo "| \`$st\` | $what | $b | ${opt:-**none yet**} |"
 done <<'EOF'
 hadamard_f16|online Hadamard rotation of f16 activations
@@ -306,10 +310,11 @@ pca_basis_f64|PCA basis of one activation (offline)
 pca_rotation_f64|in-subspace random rotations (offline)
 gptq_hessian_f64|GPTQ Hessian of one layer input (offline)
 gptq_f64|GPTQ of one weight (offline)
-layer_q4q8|ResQ decoder layer vs 16-bit (prefill, decode)
+layer_prefill_q4q8|ResQ decoder layer vs 16-bit: prefill
+layer_decode_q4q8|ResQ decoder layer vs 16-bit: decode-sized proxy
 EOF
 echo
-echo "Baselines measured: $(awk -F'\t' 'NR > 1 && $7 == "ok" && $3 ~ /^(gem[mv]_|memcpy)/ && $3 !~ /^gemm_q4/ && !s[$3]++ { printf "%s`%s`", (n++ ? ", " : ""), $3 }' "$T/results.tsv")."
+echo "Baselines measured: $(awk -F'\t' 'NR > 1 && $7 == "ok" && $3 ~ /^(gem[mv]_|memcpy|layer_.*_f16__)/ && $3 !~ /^gemm_q4/ && !s[$3]++ { printf "%s`%s`", (n++ ? ", " : ""), $3 }' "$T/results.tsv")."
 
 # ---------------------------------------------------------------- machine limits
 if have machine.tsv; then

@@ -224,8 +224,8 @@ END {
                      "resq_tok_s", "base_tok_s", "layer_err", "same_process" > f
     ph = lab(R[r, 16], "phase"); B = par(R[r, 6], "batch")
     shape = ph == "prefill" ? "batch " B " x seq " par(R[r, 6], "seq") : "batch " B " (B new tokens, no KV cache)"
-    tok = ctr(R[r, 18], "tokens")
-    print ph, lab(R[r, 16], "config"), shape, tok, g4(R[r, 9] / 1e6), (b == "" ? "" : g4(R[b, 9] / 1e6)),
+    tok = ctr(R[r, 18], "tokens") + 0
+    print ph, lab(R[r, 16], "config"), shape, sprintf("%d", tok), g4(R[r, 9] / 1e6), (b == "" ? "" : g4(R[b, 9] / 1e6)),
           (b == "" ? "" : g3(R[b, 9] / R[r, 9])), base, B, g4(tok / (R[r, 9] / 1e9)),
           (b == "" ? "" : g4(tok / (R[b, 9] / 1e9))), g3(ctr(R[r, 18], "layer_err")),
           (b != "" && R[b, 1] == R[r, 1] ? "yes" : "no") > f
