@@ -30,6 +30,9 @@
 #include "cpu_internal.h"
 #include "resq/dtype.h"
 
+char *openblas_get_corename(void);
+const char *resq_cpu_blas_corename(void) { return openblas_get_corename(); }
+
 /* tokens per dsyrk call: rank-256 updates run near the BLAS's dgemm rate */
 #define ACC_TB 256
 

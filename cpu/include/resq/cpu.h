@@ -151,12 +151,21 @@ resq_status resq_hadamard_quant_act_f16_q4q8__cpu(const resq_qact_params *p, int
  * is O(1/d) of their work. OpenBLAS runs with resq_cpu_get_threads() threads
  * during the call (its previous thread count is restored afterwards).
  *
+ * Speed depends on the kernels OpenBLAS picked when it was loaded: Debian's
+ * OpenBLAS 0.3.21 (DYNAMIC_ARCH) does not know CPUs newer than its release
+ * (e.g. Intel family 6 model 207, Emerald Rapids) and falls back to its
+ * Prescott (SSE3) kernels, several times slower; set OPENBLAS_CORETYPE=SkylakeX
+ * (or Cooperlake) in the environment of such a process. The library cannot
+ * change it after OpenBLAS has initialized; resq_cpu_blas_corename() reports
+ * the choice (e.g. for benchmark reports).
+ *
  * Second moment: the reference's accumulator (resq_pca_accum_init/free/reset,
  * resq_pca_covariance_f64__ref work on it unchanged), updated by dsyrk on
  * blocks of 256 tokens widened to double. Not bit-identical to the reference:
  * every S[i][j] is the same double sum of exact products in another order
  * (|S - S_exact| <= gamma_{T-1} sum_t |x_t[i] x_t[j]| for both), so batch
  * splits also change low bits. */
+const char *resq_cpu_blas_corename(void); /* openblas_get_corename() */
 resq_status resq_pca_accum_f32__cpu(resq_pca_accum *a, int64_t T, const float *x, int64_t ldx);
 resq_status resq_pca_accum_f16__cpu(resq_pca_accum *a, int64_t T, const uint16_t *x, int64_t ldx);
 /* Basis: the reference's covariance (same bits from the same S) and LAPACK
