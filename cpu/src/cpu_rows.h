@@ -17,6 +17,7 @@ typedef struct had_plan {
   int K;
   float inv;
   const uint8_t *neg; /* [K][K]: 1 where hadK[a][c] = -1 (NULL for K = 1) */
+  const float *sgn;   /* [K][K]: the same as -1.0f / +1.0f */
   const int8_t *signs;
   int avx512;
 } had_plan;

@@ -13,7 +13,8 @@
  *    output (K = 1) or u and -u (exact) to scratch;
  *  - the hadK mix is vectorized across the positions b of a block: for every
  *    output row a, acc = (+-u)[b], then acc = acc + (+-u)[c*m + b] for
- *    c = 1..K-1 (a - v is a + (-v) exactly), 8 independent accumulators.
+ *    c = 1..K-1 (a - v is a + (-v) exactly), 8 independent accumulators;
+ *    blocks of positions outermost, so that the slices they read stay in L1.
  * Rows are split across the threads. */
 #include <math.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 static const int k_orders[] = {12, 20, 28, 36, 40, 44, 52, 60, 108, 140, 156, 172};
 static uint8_t *g_neg[sizeof k_orders / sizeof k_orders[0]]; /* built once, under the call lock */
+static float *g_sgn[sizeof k_orders / sizeof k_orders[0]];   /* the same as +-1.0f */
 
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp) {
   int K;
@@ -48,12 +50,21 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
     while (k_orders[i] != K) i++;
     if (!g_neg[i]) {
       uint8_t *tab = (uint8_t *)malloc((size_t)K * (size_t)K);
-      if (!tab) return resq_fail(RESQ_ERR_NOMEM, "hadamard (cpu): out of memory");
+      float *sg = (float *)malloc((size_t)K * (size_t)K * sizeof(float));
+      if (!tab || !sg) {
+        free(tab), free(sg);
+        return resq_fail(RESQ_ERR_NOMEM, "hadamard (cpu): out of memory");
+      }
       for (int a = 0; a < K; a++)
-        for (int c = 0; c < K; c++) tab[a * K + c] = resq_hadamard_k_entry(K, a, c) < 0;
+        for (int c = 0; c < K; c++) {
+          tab[a * K + c] = resq_hadamard_k_entry(K, a, c) < 0;
+          sg[a * K + c] = tab[a * K + c] ? -1.0f : 1.0f;
+        }
       g_neg[i] = tab;
+      g_sgn[i] = sg;
     }
     hp->neg = g_neg[i];
+    hp->sgn = g_sgn[i];
   }
   return RESQ_OK;
 }
@@ -114,9 +125,6 @@ typedef struct had_io {
   __mmask16 ovf;
 } had_io;
 
-static inline __attribute__((always_inline)) __m512 negate(__m512 v) {
-  return _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(v), _mm512_set1_epi32((int)0x80000000u)));
-}
 
 /* Write an output vector of the row at element i (already scaled). */
 static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i, __m512 v) {
@@ -129,15 +137,11 @@ static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i,
   }
 }
 
-/* End of the butterflies for element i: scale, then output (K = 1) or u, -u. */
+/* End of the butterflies for element i: scale, then output (K = 1) or u. */
 static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, __m512 v) {
   v = _mm512_mul_ps(v, _mm512_set1_ps(io->hp->inv));
-  if (io->hp->K == 1) {
-    put_out(io, i, v);
-  } else {
-    _mm512_store_ps(io->t + i, v);
-    _mm512_store_ps(io->nu + i, negate(v));
-  }
+  if (io->hp->K == 1) put_out(io, i, v);
+  else _mm512_store_ps(io->t + i, v);
 }
 
 /* Butterfly of stride h (1, 2, 4, 8) inside a register: even lanes a+b, odd lanes a-b. */
@@ -187,28 +191,58 @@ static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *
     }
 }
 
-/* hadK mix of A output rows x B vectors, accumulators independent. */
-static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A, const int B) {
+/* hadK mix of A output rows x B vectors (A*B independent accumulator chains).
+ * The reference's acc = (+-u_0), then acc = acc +- u_c, c ascending, is
+ * computed as acc = u_0 * s_a0, then acc = fma(u_c, s_ac, acc) with s = +-1.0:
+ * the products by +-1 are exact (signed zeros included), so every step rounds
+ * exactly like the reference's addition or subtraction. u_c is loaded once per
+ * c for all A rows; s_ac is a broadcast operand. Positions j0 outermost: the K
+ * slices a block reads (K*B*64 bytes) stay in L1 for every output row. */
+static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A, const int B, int a_begin,
+                                                        int a_end, int64_t j0) {
   const had_plan *hp = io->hp;
   const int K = hp->K;
   const int64_t m = hp->m;
-  const float *base[2] = {io->t, io->nu};
-  for (int a0 = 0; a0 < K; a0 += A)
-    for (int64_t j0 = 0; j0 < m; j0 += 16 * B) {
-      __m512 acc[4][8];
-      _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++) {
-        const float *src = base[hp->neg[(a0 + ai) * K]] + j0;
-        _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_load_ps(src + 16 * bi);
-      }
-      for (int c = 1; c < K; c++)
-        _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++) {
-          const float *src = base[hp->neg[(a0 + ai) * K + c]] + (int64_t)c * m + j0;
-          _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++)
-            acc[ai][bi] = _mm512_add_ps(acc[ai][bi], _mm512_load_ps(src + 16 * bi));
-        }
-      _Pragma("GCC unroll 4") for (int ai = 0; ai < A; ai++)
-        _Pragma("GCC unroll 8") for (int bi = 0; bi < B; bi++) put_out(io, (int64_t)(a0 + ai) * m + j0 + 16 * bi, acc[ai][bi]);
+  const float *u = io->t + j0;
+  for (int a0 = a_begin; a0 + A <= a_end; a0 += A) {
+    __m512 acc[8][4];
+    const float *sg = hp->sgn + a0 * K;
+    _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) {
+      const __m512 v = _mm512_load_ps(u + 16 * bi);
+      _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++) acc[ai][bi] = _mm512_mul_ps(v, _mm512_set1_ps(sg[ai * K]));
     }
+    for (int c = 1; c < K; c++) {
+      __m512 v[4];
+      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) v[bi] = _mm512_load_ps(u + (int64_t)c * m + 16 * bi);
+      _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++) {
+        const __m512 sv = _mm512_set1_ps(sg[ai * K + c]);
+        _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_fmadd_ps(v[bi], sv, acc[ai][bi]);
+      }
+    }
+    _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++)
+      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) put_out(io, (int64_t)(a0 + ai) * m + j0 + 16 * bi, acc[ai][bi]);
+  }
+}
+
+/* The whole mix (every K of the table is a multiple of 4). */
+static void mix_all(had_io *io) {
+  const int K = io->hp->K;
+  const int64_t m = io->hp->m, mv = m / 16;
+  if (mv % 4 == 0) {
+    for (int64_t j0 = 0; j0 < m; j0 += 64) mix_t(io, 4, 4, 0, K, j0);
+  } else if (mv % 2 == 0) {
+    const int a8 = K / 8 * 8;
+    for (int64_t j0 = 0; j0 < m; j0 += 32) {
+      mix_t(io, 8, 2, 0, a8, j0);
+      mix_t(io, 4, 2, a8, K, j0);
+    }
+  } else {
+    const int a8 = K / 8 * 8;
+    for (int64_t j0 = 0; j0 < m; j0 += 16) {
+      mix_t(io, 8, 1, 0, a8, j0);
+      mix_t(io, 4, 1, a8, K, j0);
+    }
+  }
 }
 
 static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
@@ -250,13 +284,7 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
         s += r;
       }
     }
-  if (hp->K > 1) {
-    int64_t mv = m / 16;
-    if (mv >= 8) mix_t(&io, 1, 8);
-    else if (mv == 4) mix_t(&io, 2, 4);
-    else if (mv == 2) mix_t(&io, 4, 2);
-    else mix_t(&io, 4, 1);
-  }
+  if (hp->K > 1) mix_all(&io);
   if (io.ovf) *overflow = 1;
 }
 
