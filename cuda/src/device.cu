@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "resq/cuda.h"
+#include "rq_host.cuh"
 
 static cudaStream_t g_stream = 0;
 static char g_name[256];
@@ -39,9 +40,11 @@ extern "C" const char *resq_cuda_device_name(void) { return g_name; }
 extern "C" void resq_cuda_set_stream(void *s) { g_stream = (cudaStream_t)s; }
 extern "C" void *resq_cuda_get_stream(void) { return (void *)g_stream; }
 
+// No usable device (no driver, no GPU) is RESQ_ERR_NO_DEVICE, any other CUDA
+// error RESQ_ERR_DEVICE (rq_host.cuh, the same mapping as the kernels' launches).
 static resq_status check(cudaError_t e, const char *what) {
   if (e == cudaSuccess) return RESQ_OK;
-  return resq_fail(RESQ_ERR_DEVICE, "%s: %s", what, cudaGetErrorString(e));
+  return rq_cuda_fail(e, what);
 }
 
 extern "C" resq_status resq_cuda_malloc(void **p, size_t bytes) {

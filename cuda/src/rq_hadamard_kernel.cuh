@@ -5,8 +5,13 @@
 // function of that header, which the host emulation test replays.
 //
 // NOTE: compiled only (CUDA 13.0, sm_80/86/89/90) on a machine without a GPU; this
-// kernel has never been run. verify/cuda_hadamard_test.c checks it bit for bit
-// against the reference when a GPU is present.
+// kernel has never been run. verify/cuda_hadamard_test.c and
+// verify/cuda_quant_test.c check it bit for bit against the reference when a GPU
+// is present.
+//
+// Each entry point instantiates this template for ONE I/O policy in its own
+// translation unit (resq_hadamard_f32__cuda.cu, resq_hadamard_f16__cuda.cu,
+// resq_hadamard_quant_f16_q4__cuda.cu) so that the three compile in parallel.
 #ifndef RESQ_CUDA_RQ_HADAMARD_KERNEL_CUH
 #define RESQ_CUDA_RQ_HADAMARD_KERNEL_CUH
 
@@ -22,14 +27,17 @@
 static __constant__ uint32_t c_rq_hadk_masks[RESQ_HADK_NWORDS] = RESQ_HADK_MASK_INIT;
 
 struct rq_had_args {
-  const void *x;
+  const void *x;  // input rows (fused SiLU mode: the gate g)
   int64_t ldx;
-  void *y;  // f32/f16 output (plain Hadamard)
+  const void *u;  // fused SiLU mode only: the up projection u (f16), else NULL
+  int64_t ldu;
+  const float *silu;  // fused SiLU mode: the 65536-entry SiLU table (rq_silu_table)
+  void *y;            // f32/f16 output (plain Hadamard)
   int64_t ldy;
   const int8_t *signs;  // NULL: all +1
   int64_t rows, row0;   // rows in total, first row of this launch
   float inv;            // resq_hadamard_scale_f32(n)
-  int log_m, log_t, lane_bits, warp_bits, rpc;
+  int log_m, log_t, lane_bits, warp_bits, row_bits, rpc;
   int vec_in, vec_out;  // 16-byte loads / vector stores allowed (alignment checked on the host)
   // fused 4-bit quantization (r = 0, per token)
   uint8_t *q;
@@ -55,16 +63,6 @@ struct rq_io_q4 {
   typedef uint8_t out_t;
   static constexpr bool fused = true;
 };
-
-// x or -x for a sign entry s < 0: the sign bit of x XOR bit 7 of s (exactly the
-// negation, zeros included). Branch-free: a compare per element would need K
-// predicate registers, which ptxas then shuffles through general registers.
-__device__ __forceinline__ float rq_apply_sign(float x, int8_t s) {
-  return __uint_as_float(__float_as_uint(x) ^ (((uint32_t)(uint8_t)s & 0x80u) << 24));
-}
-
-__device__ __forceinline__ float rq_to_f32(float v) { return v; }
-__device__ __forceinline__ float rq_to_f32(__half v) { return __half2float(v); }  // exact widening
 
 // Load Q contiguous elements (16-byte vectors when allowed, Q >= 8).
 template <int Q>
@@ -92,7 +90,7 @@ __device__ __forceinline__ void rq_load_run(const __half *p, int vec, float *o) 
         const __half2 *h = reinterpret_cast<const __half2 *>(&w);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-          float2 f = __half22float2(h[k]);
+          float2 f = __half22float2(h[k]);  // exact widening
           o[i + 2 * k] = f.x, o[i + 2 * k + 1] = f.y;
         }
       }
@@ -101,6 +99,30 @@ __device__ __forceinline__ void rq_load_run(const __half *p, int vec, float *o) 
   }
 #pragma unroll
   for (int i = 0; i < Q; i++) o[i] = __half2float(p[i]);
+}
+// Fused SiLU mode: z = silu(g) * u in fp32 (one multiply), silu(g) from the
+// table, which holds resq_silu_f32 (the reference's g / (1 + expf(-g))) of every
+// f16 bit pattern, computed on the host (rq_silu_table): bit-identical to the
+// reference's SiLU, which the device expf (up to 2 ulp) would not be.
+template <int Q>
+__device__ __forceinline__ void rq_load_silu(const __half *g, const __half *u, const float *lut, int vec,
+                                             float *o) {
+  if constexpr (Q >= 8) {
+    if (vec) {
+#pragma unroll
+      for (int i = 0; i < Q; i += 8) {
+        uint4 wg = *reinterpret_cast<const uint4 *>(g + i);
+        uint4 wu = *reinterpret_cast<const uint4 *>(u + i);
+        const uint16_t *hg = reinterpret_cast<const uint16_t *>(&wg);
+        const __half *hu = reinterpret_cast<const __half *>(&wu);
+#pragma unroll
+        for (int k = 0; k < 8; k++) o[i + k] = __fmul_rn(__ldg(lut + hg[k]), __half2float(hu[k]));
+      }
+      return;
+    }
+  }
+#pragma unroll
+  for (int i = 0; i < Q; i++) o[i] = __fmul_rn(__ldg(lut + __half_as_ushort(g[i])), __half2float(u[i]));
 }
 
 // Store Q contiguous outputs (f16: one RNE rounding each, __float2half_rn keeps
@@ -138,10 +160,12 @@ __device__ __forceinline__ void rq_store_run(__half *p, int vec, const float *v)
 
 // Packed 4-bit codes of Q contiguous positions starting at the even position
 // pos0 (Q >= 2), or of one position with its pair partner in lane ^ 1 (Q = 1,
-// T >= 2), or of the single element of an n = 1 row (Q = 1, T = 1).
+// T >= 2; the partner is thread t ^ 1 of the same slice), or of the single
+// element of an n = 1 row (Q = 1, T = 1, K = 1). Every lane must call this
+// (shuffle), `store` says whether it writes.
 template <int Q>
 __device__ __forceinline__ void rq_store_codes(uint8_t *qrow, int64_t pos0, int vec, const int *c, int T, int t,
-                                               bool valid) {
+                                               bool store) {
   if constexpr (Q >= 2) {
     uint8_t *p = qrow + pos0 / 2;
     if constexpr (Q >= 8) {
@@ -151,35 +175,38 @@ __device__ __forceinline__ void rq_store_codes(uint8_t *qrow, int64_t pos0, int 
           int cc[8];
 #pragma unroll
           for (int k = 0; k < 8; k++) cc[k] = c[i + k];
-          if (valid) *reinterpret_cast<uint32_t *>(p + i / 2) = rq_qa_pack_lo(cc, 8);
+          if (store) *reinterpret_cast<uint32_t *>(p + i / 2) = rq_qa_pack_lo(cc, 8);
         }
         return;
       }
     }
 #pragma unroll
     for (int i = 0; i < Q; i += 2)
-      if (valid) p[i / 2] = (uint8_t)(c[i] | (c[i + 1] << 4));
+      if (store) p[i / 2] = (uint8_t)(c[i] | (c[i + 1] << 4));
   } else {
     if (T >= 2) {
-      int partner = __shfl_xor_sync(0xffffffffu, c[0], 1);  // every lane executes the shuffle
-      if (valid && !(t & 1)) qrow[pos0 / 2] = (uint8_t)(c[0] | (partner << 4));
-    } else if (valid) {
+      int partner = __shfl_xor_sync(0xffffffffu, c[0], 1);
+      if (store && !(t & 1)) qrow[pos0 / 2] = (uint8_t)(c[0] | (partner << 4));
+    } else if (store) {
       qrow[pos0 / 2] = (uint8_t)c[0];  // n = 1: odd count, high nibble 0
     }
   }
 }
 
-// Min/max of the row across its T threads: shuffles over the lane bits, then the
-// warps of the row through shared memory. Exact and order independent (rq_min).
-__device__ __forceinline__ void rq_row_minmax(const rq_had_args &a, int tid, int rloc, float &mn, float &mx) {
+// Min/max of the row across its 2^row_bits threads (consecutive tids): shuffles
+// over the low five bits, then the warps of the row through shared memory.
+// Exact and order independent (rq_min/rq_max). Called by every thread.
+__device__ __forceinline__ void rq_row_minmax(const rq_had_args &a, int tid, float &mn, float &mx) {
   __shared__ float red[2][32];
+  const int lb = a.row_bits < 5 ? a.row_bits : 5;
 #pragma unroll 1
-  for (int k = 0; k < a.lane_bits; k++) {
+  for (int k = 0; k < lb; k++) {
     mn = rq_min(mn, __shfl_xor_sync(0xffffffffu, mn, 1 << k));
     mx = rq_max(mx, __shfl_xor_sync(0xffffffffu, mx, 1 << k));
   }
-  if (a.warp_bits > 0) {
-    const int W = 1 << a.warp_bits;
+  if (a.row_bits > 5) {
+    const int W = 1 << (a.row_bits - 5);
+    const int w0 = (tid >> 5) & ~(W - 1);  // first warp of this row
     if ((tid & 31) == 0) {
       red[0][tid >> 5] = mn;
       red[1][tid >> 5] = mx;
@@ -188,15 +215,27 @@ __device__ __forceinline__ void rq_row_minmax(const rq_had_args &a, int tid, int
     mn = 0.0f;
     mx = 0.0f;
     for (int w = 0; w < W; w++) {
-      mn = rq_min(mn, red[0][rloc * W + w]);
-      mx = rq_max(mx, red[1][rloc * W + w]);
+      mn = rq_min(mn, red[0][w0 + w]);
+      mx = rq_max(mx, red[1][w0 + w]);
     }
   }
 }
 
+// Expand the sign tile of rows [a0, a0 + na) into shared memory (all threads).
+template <int K>
+__device__ __forceinline__ void rq_had_fill_tile(float *tile, int a0, int na, int tid, int cta) {
+  for (int e = tid; e < na * K; e += cta) {
+    int slot, ar, c;
+    rq_had_sign_entry(K, a0, e, &slot, &ar, &c);
+    tile[slot] = rq_had_sign_value(c_rq_hadk_masks, K, ar, c);
+  }
+}
+
 template <int K, int Q, class IO>
-__global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_args a) {
-  constexpr int V = K * Q;
+__global__ void __launch_bounds__(rq_had_maxt(K), (K == 28 && Q == 1) ? 1 : 0) rq_had_kernel(const rq_had_args a) {
+  constexpr int S = rq_had_split(K);
+  constexpr int KC = K / S;
+  constexpr int V = KC * Q;
   constexpr int XS = rq_had_xs(K, Q);
   constexpr int SA = rq_had_sa(K);
   extern __shared__ float4 rq_smem4[];
@@ -205,46 +244,87 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
   const int tid = threadIdx.x;
   const int cta = blockDim.x;
   const int T = 1 << a.log_t;
-  const int rloc = tid >> a.log_t, t = tid & (T - 1);
-  const int64_t row = a.row0 + (int64_t)blockIdx.x * a.rpc + rloc;
-  const bool valid = row < a.rows;  // invalid threads still take part in shuffles and barriers
+  const int64_t m = (int64_t)1 << a.log_m;
   rq_had_plan p = {};  // the fields the index helpers read
   p.K = K;
+  p.S = S;
+  p.log_s = rq_log2i(S);
   p.Q = Q;
   p.log_q = rq_log2i(Q);
   p.log_m = a.log_m;
   p.log_t = a.log_t;
+  int rloc, s, t;
+  rq_had_coords(p, tid, &rloc, &s, &t);
+  const int64_t row = a.row0 + (int64_t)blockIdx.x * a.rpc + rloc;
+  const bool valid = row < a.rows;  // invalid threads still take part in shuffles and barriers
+  const bool row_lead = (tid & ((1 << a.row_bits) - 1)) == 0;
+  // S > 1: the row buffer u[c*m + t] of this CTA row, and the sign tile behind
+  // all row buffers; S = 1: the tile aliases the exchange buffers.
+  float *U = smem + (size_t)rloc * K * m;
+  float *tile = smem + (S > 1 ? (size_t)a.rpc * K * m : 0);
 
-  // 1. load (exact f16 widening) and sign flip (exact)
+  // 1. load (exact f16 widening; fused SiLU mode: z = silu(g) * u) and sign flip (exact).
+  // The signs are first packed into a bit mask (V bits) and a warp barrier keeps
+  // ptxas from hoisting the V sign-byte loads next to the V value loads (2V live
+  // registers: spills at the register caps).
   float v[V];
-  {
-    const typename IO::in_t *xr = static_cast<const typename IO::in_t *>(a.x) + (valid ? row * a.ldx : 0);
+  constexpr int NW = (V + 31) / 32;
+  uint32_t smask[NW];
 #pragma unroll
-    for (int c = 0; c < K; c++) {
-      const int64_t pos = rq_had_pos(p, t, c, 0);
-      if (valid) {
-        rq_load_run<Q>(xr + pos, a.vec_in, v + c * Q);
-      } else {
+  for (int w = 0; w < NW; w++) smask[w] = 0u;
+  if (a.signs) {
+    if (valid) {
 #pragma unroll
-        for (int q = 0; q < Q; q++) v[c * Q + q] = 0.0f;
-      }
-      if (a.signs) {
+      for (int cc = 0; cc < KC; cc++) {
+        const int64_t pos = rq_had_pos(p, t, s * KC + cc, 0);
 #pragma unroll
-        for (int q = 0; q < Q; q++) v[c * Q + q] = rq_apply_sign(v[c * Q + q], a.signs[pos + q]);
+        for (int q = 0; q < Q; q++) {
+          const int i = cc * Q + q;
+          smask[i >> 5] |= (((uint32_t)(uint8_t)a.signs[pos + q]) >> 7) << (i & 31);
+        }
       }
     }
+    __syncwarp();
+  }
+  {
+    const typename IO::in_t *xr = static_cast<const typename IO::in_t *>(a.x) + (valid ? row * a.ldx : 0);
+    const __half *ur = static_cast<const __half *>(a.u) + (valid ? row * a.ldu : 0);
+#pragma unroll
+    for (int cc = 0; cc < KC; cc++) {
+      const int64_t pos = rq_had_pos(p, t, s * KC + cc, 0);
+      if (valid) {
+        if constexpr (IO::fused) {
+          if (a.u)
+            rq_load_silu<Q>(xr + pos, ur + pos, a.silu, a.vec_in, v + cc * Q);
+          else
+            rq_load_run<Q>(xr + pos, a.vec_in, v + cc * Q);
+        } else {
+          rq_load_run<Q>(xr + pos, a.vec_in, v + cc * Q);
+        }
+      } else {
+#pragma unroll
+        for (int q = 0; q < Q; q++) v[cc * Q + q] = 0.0f;
+      }
+      // SiLU mode: three dependent loads per element (g, silu[g], u); a warp
+      // barrier every 4 blocks bounds the loads in flight (register pressure)
+      if constexpr (IO::fused && KC > 8) {
+        if (a.u && (cc & 3) == 3) __syncwarp();
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < V; i++) v[i] = __uint_as_float(__float_as_uint(v[i]) ^ (((smask[i >> 5] >> (i & 31)) & 1u) << 31));
   }
 
   // 2. butterflies, ascending strides: in-thread bits, lane bits, warp bits
-  rq_had_thread_stages<K, Q>(v);
+  rq_had_thread_stages<KC, Q>(v);
 #pragma unroll 1
   for (int k = 0; k < a.lane_bits; k++) {
     const int upper = (t >> k) & 1;
 #pragma unroll
-    for (int s = 0; s < V; s++) v[s] = rq_bf(v[s], __shfl_xor_sync(0xffffffffu, v[s], 1 << k), upper);
+    for (int i = 0; i < V; i++) v[i] = rq_bf(v[i], __shfl_xor_sync(0xffffffffu, v[i], 1 << k), upper);
   }
   if (a.warp_bits > 0) {
-    const int rbase = rloc << a.log_t;
+    const int rbase = tid & ~(T - 1);  // first thread of this slice
     const int own = rbase + rq_xchg_phys(t, a.warp_bits);
     const int src = rbase + rq_xchg_phys(rq_xchg_src(t, a.warp_bits), a.warp_bits);
     // rounds of XS registers; two buffers alternate so that one barrier
@@ -276,6 +356,14 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
   // 3. one fp32 multiply by inv
   rq_had_scale<V>(v, a.inv);
 
+  // S > 1: the row goes to shared memory for the mix (after the last exchange
+  // reads of the aliased buffers)
+  if constexpr (S > 1) {
+    __syncthreads();
+#pragma unroll
+    for (int cc = 0; cc < KC; cc++) U[((int64_t)(s * KC + cc) << a.log_m) + t] = v[cc];
+  }
+
   // 4. the hadK mix (K > 1) and the epilogue
   if constexpr (!IO::fused) {
     typename IO::out_t *yr = static_cast<typename IO::out_t *>(a.y) + (valid ? row * a.ldy : 0);
@@ -285,20 +373,31 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
 #pragma unroll 1
       for (int a0 = 0; a0 < K; a0 += SA) {
         const int na = K - a0 < SA ? K - a0 : SA;
-        __syncthreads();  // previous tile (or the exchange buffers) no longer read
-        for (int e = tid; e < na * K; e += cta) {
-          int slot, ar, c;
-          rq_had_sign_entry(K, a0, e, &slot, &ar, &c);
-          smem[slot] = rq_had_sign_value(c_rq_hadk_masks, K, ar, c);
-        }
+        __syncthreads();  // previous tile (or the exchange buffers) no longer read; row buffer written
+        rq_had_fill_tile<K>(tile, a0, na, tid, cta);
         __syncthreads();
+        if constexpr (S == 1) {
 #pragma unroll 1
-        for (int a1 = a0; a1 < a0 + na; a1 += 4) {
-          float acc[4][Q];
-          rq_had_mix4<K, Q>(v, smem + (a1 - a0) * K, acc);
-          if (valid) {
+          for (int a1 = a0; a1 < a0 + na; a1 += 4) {
+            float acc[4][Q];
+            rq_had_mix4<K, Q>(v, tile + (a1 - a0) * K, acc);
+            if (valid) {
 #pragma unroll
-            for (int i = 0; i < 4; i++) rq_store_run<Q>(yr + rq_had_pos(p, t, a1 + i, 0), a.vec_out, acc[i]);
+              for (int i = 0; i < 4; i++) rq_store_run<Q>(yr + rq_had_pos(p, t, a1 + i, 0), a.vec_out, acc[i]);
+            }
+          }
+        } else {
+          const int it = rq_had_col_iters(na, S);
+#pragma unroll 1
+          for (int i = 0; i < it; i++) {
+            int act;
+            const int a1 = rq_had_col_group(a0, s, i, S, na, &act);
+            float acc[4];
+            rq_had_mix4_col<K>(U + t, m, tile + (a1 - a0) * K, acc);
+            if (valid && act) {
+#pragma unroll
+              for (int j = 0; j < 4; j++) rq_store_run<1>(yr + rq_had_pos(p, t, a1 + j, 0), 0, acc + j);
+            }
           }
         }
       }
@@ -306,45 +405,56 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
   } else {
     // fused path-A quantization of the fp32 Hadamard output, r = 0, per row:
     // pass 1 finds the exact min/max, pass 2 recomputes the (deterministic) mix
-    // and quantizes, so no n-sized buffer is needed.
+    // and quantizes, so no n-sized output buffer is needed.
     uint8_t *qr = a.q + (valid ? row * a.ldq : 0);
     float mn = 0.0f, mx = 0.0f;
     if constexpr (K == 1) {
 #pragma unroll
-      for (int s = 0; s < V; s++) mn = rq_min(mn, v[s]), mx = rq_max(mx, v[s]);
+      for (int i = 0; i < V; i++) mn = rq_min(mn, v[i]), mx = rq_max(mx, v[i]);
     } else {
 #pragma unroll 1
       for (int a0 = 0; a0 < K; a0 += SA) {
         const int na = K - a0 < SA ? K - a0 : SA;
         __syncthreads();
-        for (int e = tid; e < na * K; e += cta) {
-          int slot, ar, c;
-          rq_had_sign_entry(K, a0, e, &slot, &ar, &c);
-          smem[slot] = rq_had_sign_value(c_rq_hadk_masks, K, ar, c);
-        }
+        rq_had_fill_tile<K>(tile, a0, na, tid, cta);
         __syncthreads();
+        if constexpr (S == 1) {
 #pragma unroll 1
-        for (int a1 = a0; a1 < a0 + na; a1 += 4) {
-          float acc[4][Q];
-          rq_had_mix4<K, Q>(v, smem + (a1 - a0) * K, acc);
+          for (int a1 = a0; a1 < a0 + na; a1 += 4) {
+            float acc[4][Q];
+            rq_had_mix4<K, Q>(v, tile + (a1 - a0) * K, acc);
 #pragma unroll
-          for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int q = 0; q < Q; q++) mn = rq_min(mn, acc[i][q]), mx = rq_max(mx, acc[i][q]);
+              for (int q = 0; q < Q; q++) mn = rq_min(mn, acc[i][q]), mx = rq_max(mx, acc[i][q]);
+          }
+        } else {
+          const int it = rq_had_col_iters(na, S);
+#pragma unroll 1
+          for (int i = 0; i < it; i++) {
+            int act;
+            const int a1 = rq_had_col_group(a0, s, i, S, na, &act);
+            float acc[4];
+            rq_had_mix4_col<K>(U + t, m, tile + (a1 - a0) * K, acc);
+            if (act) {
+#pragma unroll
+              for (int j = 0; j < 4; j++) mn = rq_min(mn, acc[j]), mx = rq_max(mx, acc[j]);
+            }
+          }
         }
       }
     }
-    rq_row_minmax(a, tid, rloc, mn, mx);
-    float s, z;
-    rq_qa_params(mn, mx, a.clip, a.maxq, &s, &z);
-    if (valid && t == 0) {
-      a.scale[row] = s;
+    rq_row_minmax(a, tid, mn, mx);
+    float sc, z;
+    rq_qa_params(mn, mx, a.clip, a.maxq, &sc, &z);
+    if (valid && row_lead) {
+      a.scale[row] = sc;
       a.zero[row] = (int32_t)z;
     }
     if constexpr (K == 1) {
       int c[Q];
 #pragma unroll
-      for (int q = 0; q < Q; q++) c[q] = rq_qa_code(v[q], s, z, a.maxq);
+      for (int q = 0; q < Q; q++) c[q] = rq_qa_code(v[q], sc, z, a.maxq);
       rq_store_codes<Q>(qr, rq_had_pos(p, t, 0, 0), a.vec_out, c, T, t, valid);
     } else {
 #pragma unroll 1
@@ -352,30 +462,51 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
         const int na = K - a0 < SA ? K - a0 : SA;
         if (SA < K) {  // the tile in shared memory is not the one pass 2 starts with
           __syncthreads();
-          for (int e = tid; e < na * K; e += cta) {
-            int slot, ar, c;
-            rq_had_sign_entry(K, a0, e, &slot, &ar, &c);
-            smem[slot] = rq_had_sign_value(c_rq_hadk_masks, K, ar, c);
-          }
+          rq_had_fill_tile<K>(tile, a0, na, tid, cta);
           __syncthreads();
         }
+        if constexpr (S == 1) {
 #pragma unroll 1
-        for (int a1 = a0; a1 < a0 + na; a1 += 4) {
-          float acc[4][Q];
-          rq_had_mix4<K, Q>(v, smem + (a1 - a0) * K, acc);
-          int c[4][Q];
+          for (int a1 = a0; a1 < a0 + na; a1 += 4) {
+            float acc[4][Q];
+            rq_had_mix4<K, Q>(v, tile + (a1 - a0) * K, acc);
+            int c[4][Q];
 #pragma unroll
-          for (int i = 0; i < 4; i++)
+            for (int i = 0; i < 4; i++)
 #pragma unroll
-            for (int q = 0; q < Q; q++) c[i][q] = rq_qa_code(acc[i][q], s, z, a.maxq);
-          if (T == 1) {  // m = 1: the row is the K outputs of this thread; pairs (a, a+1)
-            if (valid) {
-              qr[a1 / 2] = (uint8_t)(c[0][0] | (c[1][0] << 4));
-              qr[a1 / 2 + 1] = (uint8_t)(c[2][0] | (c[3][0] << 4));
+              for (int q = 0; q < Q; q++) c[i][q] = rq_qa_code(acc[i][q], sc, z, a.maxq);
+            if (T == 1) {  // m = 1: the row is the K outputs of this thread; pairs (a, a+1)
+              if (valid) {
+                qr[a1 / 2] = (uint8_t)(c[0][0] | (c[1][0] << 4));
+                qr[a1 / 2 + 1] = (uint8_t)(c[2][0] | (c[3][0] << 4));
+              }
+            } else {
+#pragma unroll
+              for (int i = 0; i < 4; i++)
+                rq_store_codes<Q>(qr, rq_had_pos(p, t, a1 + i, 0), a.vec_out, c[i], T, t, valid);
             }
-          } else {
+          }
+        } else {
+          const int it = rq_had_col_iters(na, S);
+#pragma unroll 1
+          for (int i = 0; i < it; i++) {
+            int act;
+            const int a1 = rq_had_col_group(a0, s, i, S, na, &act);
+            float acc[4];
+            rq_had_mix4_col<K>(U + t, m, tile + (a1 - a0) * K, acc);
+            int c[4];
 #pragma unroll
-            for (int i = 0; i < 4; i++) rq_store_codes<Q>(qr, rq_had_pos(p, t, a1 + i, 0), a.vec_out, c[i], T, t, valid);
+            for (int j = 0; j < 4; j++) c[j] = rq_qa_code(acc[j], sc, z, a.maxq);
+            if (T == 1) {
+              if (valid && act) {
+                qr[a1 / 2] = (uint8_t)(c[0] | (c[1] << 4));
+                qr[a1 / 2 + 1] = (uint8_t)(c[2] | (c[3] << 4));
+              }
+            } else {
+#pragma unroll
+              for (int j = 0; j < 4; j++)
+                rq_store_codes<1>(qr, rq_had_pos(p, t, a1 + j, 0), 0, c + j, T, t, valid && act);
+            }
           }
         }
       }
@@ -388,6 +519,11 @@ __global__ void __launch_bounds__(rq_had_maxt(K)) rq_had_kernel(const rq_had_arg
 // ---------------------------------------------------------------------------
 template <int K, int Q, class IO>
 static cudaError_t rq_had_launch_kq(const rq_had_plan &p, const rq_had_args &a, unsigned grid, cudaStream_t st) {
+  if (p.smem > 48 * 1024) {  // opt in to more than the default 48 KiB (S = 4, m >= 64)
+    cudaError_t e =
+        cudaFuncSetAttribute(rq_had_kernel<K, Q, IO>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)p.smem);
+    if (e != cudaSuccess) return e;
+  }
   rq_had_kernel<K, Q, IO><<<grid, p.cta, p.smem, st>>>(a);
   return cudaGetLastError();
 }
@@ -402,7 +538,7 @@ static cudaError_t rq_had_launch_plan(const rq_had_plan &p, const rq_had_args &a
       break;
     case 12: return rq_had_launch_kq<12, 1, IO>(p, a, grid, st);
     case 20: return rq_had_launch_kq<20, 1, IO>(p, a, grid, st);
-    case 28: return rq_had_launch_kq<28, 1, IO>(p, a, grid, st);
+    case 28: return p.Q == 2 ? rq_had_launch_kq<28, 2, IO>(p, a, grid, st) : rq_had_launch_kq<28, 1, IO>(p, a, grid, st);
     case 36: return rq_had_launch_kq<36, 1, IO>(p, a, grid, st);
     case 40: return rq_had_launch_kq<40, 1, IO>(p, a, grid, st);
     case 44: return rq_had_launch_kq<44, 1, IO>(p, a, grid, st);
@@ -418,9 +554,21 @@ static cudaError_t rq_had_launch_plan(const rq_had_plan &p, const rq_had_args &a
 }
 
 // Launch over all rows (several launches if the grid would exceed RQ_MAX_GRID).
+// A plan whose shared memory exceeds the device's per-block opt-in limit is
+// RESQ_ERR_UNSUPPORTED (does not happen on sm_80/86/89/90 for the documented
+// sizes: the largest, 172*128, needs 99,072 bytes of the 101,376 of sm_86/89).
 template <class IO>
 static resq_status rq_had_run(const rq_had_plan &p, rq_had_args a, const char *what) {
   cudaStream_t st = rq_stream();
+  if (p.smem > 48 * 1024) {
+    int dev = 0, optin = 0;
+    cudaError_t e = cudaGetDevice(&dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    if (e != cudaSuccess) return rq_cuda_fail(e, what);
+    if ((size_t)optin < p.smem + 256)
+      return resq_fail(RESQ_ERR_UNSUPPORTED, "%s: n=%d*%lld needs %zu bytes of shared memory per block, the device allows %d",
+                       what, p.K, (long long)1 << p.log_m, p.smem + 256, optin);
+  }
   for (int64_t r0 = 0; r0 < a.rows; r0 += RQ_MAX_GRID * p.rpc) {
     int64_t left = a.rows - r0;
     int64_t ctas = (left + p.rpc - 1) / p.rpc;
@@ -436,8 +584,8 @@ static resq_status rq_had_run(const rq_had_plan &p, rq_had_args a, const char *w
 // (resq_hadamard_f32__ref: factor n, then rows/pointers/leading dimensions),
 // then this backend's own size limit. The workspace is not used (see cuda.h),
 // the sign VALUES are not scanned (device memory; any negative entry flips).
-static resq_status rq_had_check(int64_t rows, int64_t n, const void *x, int64_t ldx, const void *y, int64_t ldy,
-                                rq_had_plan *p) {
+static inline resq_status rq_had_check(int64_t rows, int64_t n, const void *x, int64_t ldx, const void *y,
+                                       int64_t ldy, rq_had_plan *p) {
   int K;
   int64_t m;
   resq_status st = resq_hadamard_factor(n, &K, &m);
@@ -449,14 +597,14 @@ static resq_status rq_had_check(int64_t rows, int64_t n, const void *x, int64_t 
                      (long long)ldx, (long long)ldy, (long long)n);
   if (rq_had_make_plan(K, rq_log2i(m), p) != 0)
     return resq_fail(RESQ_ERR_UNSUPPORTED,
-                     "hadamard (cuda): n=%lld = %d*%lld exceeds this backend's limit of %lld*%d (see resq/cuda.h)",
-                     (long long)n, K, (long long)m, (long long)rq_had_max_m(K), K);
+                     "hadamard (cuda): n=%lld = %d*%lld exceeds this backend's limit of %d*%lld (see resq/cuda.h)",
+                     (long long)n, K, (long long)m, K, (long long)rq_had_max_m(K));
   return RESQ_OK;
 }
 
 // Fill the launch arguments common to every entry point.
-static rq_had_args rq_had_args_for(const rq_had_plan &p, int64_t rows, int64_t n, const void *x, int64_t ldx,
-                                   const int8_t *signs, unsigned esize) {
+static inline rq_had_args rq_had_args_for(const rq_had_plan &p, int64_t rows, int64_t n, const void *x,
+                                          int64_t ldx, const int8_t *signs, unsigned esize) {
   rq_had_args a;
   memset(&a, 0, sizeof a);
   a.x = x;
@@ -468,6 +616,7 @@ static rq_had_args rq_had_args_for(const rq_had_plan &p, int64_t rows, int64_t n
   a.log_t = p.log_t;
   a.lane_bits = p.lane_bits;
   a.warp_bits = p.warp_bits;
+  a.row_bits = p.row_bits;
   a.rpc = p.rpc;
   // 16-byte loads: every thread's run of Q elements starts at a multiple of Q
   // elements from the row start (m is a multiple of Q), so the row starts must

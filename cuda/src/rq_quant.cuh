@@ -34,7 +34,7 @@
 #define RQ_QA_CH 4
 // Items per CTA aim at this many threads.
 #define RQ_QA_CTA_TARGET 256
-#define RQ_QA_MAX_TG 1024
+#define RQ_QA_MAX_TG 512
 
 // Quantizer parameters of one part from its exact min and max (started at +0).
 RQ_HD void rq_qa_params(float mn, float mx, float clip, float maxq, float *s, float *z) {
@@ -151,5 +151,69 @@ RQ_HD void rq_dq_locate(const rq_qa_plan &p, int64_t col, int64_t *g, int *hi, i
 }
 // y = s * (float)(q - z): the integer difference is exact, one fp32 multiply.
 RQ_HD float rq_dq_value(int code, float s, int32_t z) { return rq_mul(s, (float)(code - z)); }
+
+// ---------------------------------------------------------------------------
+// Fused RMSNorm + quantization (per token, group = K): the order of the double
+// sum of squares. The reference adds x_i^2 in double for i ascending; this
+// kernel's fixed order is:
+//   1. thread t of the row (TG threads) adds, starting from +0, the squares of
+//      its chunks j = t, t+TG, t+2TG, ... (chunk order), elements ascending;
+//   2. butterfly over the low min(log TG, 5) bits: p[t] <- p[t] + p[t ^ 2^k],
+//      k ascending (IEEE addition is commutative, so both partners get the same
+//      value and every lane holds the same sum after the last level);
+//   3. more than 32 threads: the warps' sums w_0..w_{W-1} (warp order) are added
+//      left to right, acc = w_0, acc = acc + w_1, ...
+// The squares are exact in double (a product of two fp32 values has at most 48
+// significant bits), so the two orders differ only by the roundings of the
+// additions: a relative difference of a few 1e-16 in ss, which changes
+// ms = (float)(ss / d) only when ss / d lies that close to a rounding boundary
+// of fp32 (a fraction ~1e-8 of the rows); the GPU test computes both and
+// requires the kernel to match the composition with THIS order bit for bit.
+// Then, exactly as resq_rmsnorm_f32__ref: ms = (float)(ss / (double)d),
+// rinv = 1.0f / sqrtf(ms + eps), a_i = x_i * rinv (then * gamma_i), fp32.
+RQ_HD double rq_rms_add(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dadd_rn(a, b);
+#else
+  return a + b;
+#endif
+}
+RQ_HD double rq_rms_sq(float x) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn((double)x, (double)x);
+#else
+  return (double)x * (double)x;
+#endif
+}
+// rinv from the sum of squares (fp32 after one rounding of ss/d).
+RQ_HD float rq_rms_rinv(double ss, int64_t d, float eps) {
+#if defined(__CUDA_ARCH__)
+  float ms = __double2float_rn(__ddiv_rn(ss, (double)d));
+  return __fdiv_rn(1.0f, __fsqrt_rn(__fadd_rn(ms, eps)));
+#else
+  float ms = (float)(ss / (double)d);
+  return 1.0f / std::sqrt(ms + eps);
+#endif
+}
+// Host model of steps 2-3 for TG per-thread partial sums p[0..TG) (p is
+// overwritten); the device code performs the same additions with shuffles and
+// shared memory. Returns the row's ss.
+inline double rq_rms_tree_host(double *p, int tg) {
+  int lb = 0;
+  while ((1 << lb) < tg && lb < 5) lb++;
+  for (int k = 0; k < lb; k++) {
+    // one butterfly level on a copy (every lane reads its partner's old value)
+    double tmp[32];
+    for (int w0 = 0; w0 < tg; w0 += 32) {
+      int n = tg - w0 < 32 ? tg - w0 : 32;
+      for (int l = 0; l < n; l++) tmp[l] = p[w0 + l];
+      for (int l = 0; l < n; l++) p[w0 + l] = rq_rms_add(tmp[l], tmp[l ^ (1 << k)]);
+    }
+  }
+  if (tg <= 32) return p[0];
+  double acc = p[0];
+  for (int w = 1; w < tg / 32; w++) acc = rq_rms_add(acc, p[w * 32]);
+  return acc;
+}
 
 #endif
