@@ -93,8 +93,9 @@ fail=0
 for tp in "${pids[@]}"; do
   t=${tp%%:*} pid=${tp#*:}
   set +e; wait "$pid"; rc=$?; set -e
-  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/fuzz_$t.log" | tail -1)
-  cov=$(grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*" "$B/fuzz_$t.log" | tail -1)
+  # (no "cov:" line when the very first input crashes: || true, or pipefail ends the script)
+  execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$B/fuzz_$t.log" | tail -1 || true)
+  cov=$(grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*" "$B/fuzz_$t.log" | tail -1 || true)
   found=$(find "$B/artifacts/$t" -type f \( -name 'crash-*' -o -name 'leak-*' -o -name 'timeout-*' -o -name 'oom-*' \) | sort)
   if [ "$rc" -ne 0 ] || [ -n "$found" ]; then
     fail=1

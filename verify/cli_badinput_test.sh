@@ -173,6 +173,9 @@ refuse nonfinite "NaN weight (hadamard --weight)" 1 hadamard "NaN" "$RESQ" hadam
 refuse nonfinite "NaN calibration, 2nd file (pca)" 1 pca "NaN" "$RESQ" pca --x x.npy,xnan.npy
 refuse nonfinite "bf16 NaN calibration (pca)" 1 pca "NaN" "$RESQ" pca --x xnanb.npy
 refuse nonfinite "NaN calibration (gptq --x)" 1 gptq "NaN" "$RESQ" gptq --w w.npy --x xnan.npy
+# a finite input whose transform overflows f16: a constant row of 60000 gives y_0 = 64 * 60000 / 8
+"$TOOL" fill f32 2,64 60000 xlarge.npy
+refuse nonfinite "f16 output would overflow (hadamard)" 1 hadamard "overflows f16" "$RESQ" hadamard --x xlarge.npy --out-dtype f16
 
 # ---------------------------------------------------------------- constant
 # ref/CONTRACT.md s.3: an all-zero part gets mn=-1, mx=1, s = fp32(2/maxq), z = rint(1/s) = 7 (4-bit)
