@@ -161,11 +161,19 @@ static int load_weights(const char *S, const char *dir, weight_set *ws, int64_t 
   const int64_t want[9][2] = {{qd, d}, {kd, d}, {kd, d}, {d, qd}, {I, d}, {I, d}, {d, I}, {d, 0}, {d, 0}};
   for (int i = 0; i < 9; i++) {
     int bad = ws->a[i].shape[0] != want[i][0] || (i < 7 && ws->a[i].shape[1] != want[i][1]);
-    if (bad)
-      return cli_error(S, CLI_FAIL, "%s/%s.npy: shape [%lld%s%lld] does not fit wq.npy [%lld, %lld] / wk.npy / wg.npy "
-                       "(want [%lld%s%lld])", dir, k_wnames[i], (long long)ws->a[i].shape[0], i < 7 ? ", " : "",
-                       i < 7 ? (long long)ws->a[i].shape[1] : 0LL, (long long)qd, (long long)d, (long long)want[i][0],
-                       i < 7 ? ", " : "", i < 7 ? (long long)want[i][1] : 0LL);
+    if (bad) {
+      char got[64], exp[64];
+      if (i < 7) {
+        snprintf(got, sizeof got, "[%lld, %lld]", (long long)ws->a[i].shape[0], (long long)ws->a[i].shape[1]);
+        snprintf(exp, sizeof exp, "[%lld, %lld]", (long long)want[i][0], (long long)want[i][1]);
+      } else {
+        snprintf(got, sizeof got, "[%lld]", (long long)ws->a[i].shape[0]);
+        snprintf(exp, sizeof exp, "[%lld]", (long long)want[i][0]);
+      }
+      return cli_error(S, CLI_FAIL, "%s/%s.npy: shape %s, want %s for the layer's sizes (d %lld and H*hd %lld from wq.npy, "
+                       "G*hd %lld from wk.npy, I %lld from wg.npy)", dir, k_wnames[i], got, exp, (long long)d,
+                       (long long)qd, (long long)kd, (long long)I);
+    }
   }
   for (int i = 0; i < 7; i++) {
     snprintf(path, sizeof path, "%s/%s.npy", dir, k_wnames[i]);

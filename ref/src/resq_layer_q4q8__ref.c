@@ -106,8 +106,24 @@ static resq_status fake_quant(const resq_qact_params *p, int64_t T, float *x, bu
   return st;
 }
 
+static void tap(float *dst, const float *src, int64_t n) {
+  if (dst) memcpy(dst, src, sizeof(float) * (size_t)n);
+}
+
+static void tap16(float *dst, const uint16_t *src, int64_t n) {
+  if (dst) resq_f16_to_f32_n(src, dst, (size_t)n);
+}
+
 resq_status resq_layer_q4q8_forward__ref(const resq_layer_config *c, const resq_layer_q4q8 *L, int64_t T,
                                          const uint16_t *h_in, uint16_t *h_out, void *work, size_t work_size) {
+  return resq_layer_q4q8_forward_taps__ref(c, L, T, h_in, h_out, NULL, work, work_size);
+}
+
+resq_status resq_layer_q4q8_forward_taps__ref(const resq_layer_config *c, const resq_layer_q4q8 *L, int64_t T,
+                                              const uint16_t *h_in, uint16_t *h_out,
+                                              const resq_layer_q4q8_taps *taps, void *work, size_t work_size) {
+  const resq_layer_q4q8_taps none = {0};
+  const resq_layer_q4q8_taps *tp = taps ? taps : &none;
   resq_status st = resq_layer_config_check(c);
   if (st) return st;
   if (T < 0 || !L || (T > 0 && (!h_in || !h_out))) return resq_fail(RESQ_ERR_INVALID_ARG, "layer q4q8: bad arguments");
@@ -135,12 +151,14 @@ resq_status resq_layer_q4q8_forward__ref(const resq_layer_config *c, const resq_
 
   /* attention block: the RMSNorm output goes to the quantizer unrounded (fused kernel) */
   resq_rmsnorm_f32__ref(T, d, x, NULL, c->eps, a);
+  tap(tp->a_attn, a, T * d);
   if ((st = qgemm(&L->s_qkv, &L->wq, T, a, q16, &b)) || (st = qgemm(&L->s_qkv, &L->wk, T, a, k16, &b)) ||
       (st = qgemm(&L->s_qkv, &L->wv, T, a, v16, &b)))
     return st;
   resq_f16_to_f32_n(q16, q, (size_t)(T * qd));
   resq_f16_to_f32_n(k16, k, (size_t)(T * kd));
   resq_f16_to_f32_n(v16, v, (size_t)(T * kd));
+  tap(tp->q, q, T * qd), tap(tp->k, k, T * kd), tap(tp->v, v, T * kd);
   resq_rope_f32__ref(T, c->H, hd, c->rope_theta, 0, q);
   resq_rope_f32__ref(T, c->G, hd, c->rope_theta, 0, k);
   if (L->k8) {
@@ -148,17 +166,26 @@ resq_status resq_layer_q4q8_forward__ref(const resq_layer_config *c, const resq_
     if ((st = fq8_rotate(p8, L->k8, T, c->H, hd, q, &b)) || (st = fq8_rotate(p8, L->k8, T, c->G, hd, k, &b)))
       return st;
   }
+  tap(tp->q_rot, q, T * qd), tap(tp->k_rot, k, T * kd);
   if ((st = fake_quant(&L->s_kv, T, k, &b)) || (st = fake_quant(&L->s_kv, T, v, &b))) return st;
+  tap(tp->k_cache, k, T * kd), tap(tp->v_cache, v, T * kd);
   if ((st = resq_attention_f32__ref(T, c->H, c->G, hd, q, k, v, o))) return st;
+  tap(tp->o, o, T * qd);
   if ((st = qgemm(&L->s_o, &L->wo, T, o, t16, &b))) return st;
+  tap16(tp->t_o, t16, T * d);
   for (int64_t i = 0; i < T * d; i++) h1[i] = resq_round_f16(x[i] + resq_f16_to_f32(t16[i]));
+  tap(tp->h_mid, h1, T * d);
 
   /* MLP block */
   resq_rmsnorm_f32__ref(T, d, h1, NULL, c->eps, a);
+  tap(tp->a_mlp, a, T * d);
   if ((st = qgemm(&L->s_gu, &L->wg, T, a, g16, &b)) || (st = qgemm(&L->s_gu, &L->wu, T, a, u16, &b))) return st;
+  tap16(tp->g, g16, T * I), tap16(tp->u, u16, T * I);
   for (int64_t i = 0; i < T * I; i++) z[i] = resq_silu_f32(resq_f16_to_f32(g16[i])) * resq_f16_to_f32(u16[i]);
   if (L->online_hadamard && (st = resq_hadamard_f32__ref(T, I, z, I, z, I, NULL, hw, hws))) return st;
+  tap(tp->z, z, T * I);
   if ((st = qgemm(&L->s_down, &L->wd, T, z, t16, &b))) return st;
+  tap16(tp->t_down, t16, T * d);
   for (int64_t i = 0; i < T * d; i++) h_out[i] = resq_f32_to_f16(h1[i] + resq_f16_to_f32(t16[i]));
   (void)uu;
   return RESQ_OK;

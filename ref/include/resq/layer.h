@@ -76,6 +76,28 @@ size_t resq_layer_q4q8_workspace_size(const resq_layer_config *c, int64_t T);
 resq_status resq_layer_q4q8_forward__ref(const resq_layer_config *c, const resq_layer_q4q8 *L, int64_t T,
                                          const uint16_t *h_in, uint16_t *h_out, void *work, size_t work_size);
 
+/* Intermediates of the ResQ form, fp32 [T][width] (f16 GEMM outputs widened exactly), any may be NULL.
+ * For checking a stage against its exact function at its actual input, and for diffing backends. They
+ * are written as the pass proceeds: after a failure they may hold partial results (h_out is written
+ * only on success). */
+typedef struct resq_layer_q4q8_taps {
+  float *a_attn;             /* [T][d]    RMSNorm output = the q/k/v quantizer's input */
+  float *q, *k, *v;          /* [T][H*hd], [T][G*hd], [T][G*hd]  q/k/v GEMM outputs (before RoPE) */
+  float *q_rot, *k_rot;      /* after RoPE and the online rotation (fq8 then k8, or k8 alone) */
+  float *k_cache, *v_cache;  /* [T][G*hd] the dequantized caches attention reads */
+  float *o;                  /* [T][H*hd] attention output = the o_proj quantizer's input, head-major */
+  float *t_o;                /* [T][d]    o_proj output */
+  float *h_mid;              /* [T][d]    residual stream after the attention block */
+  float *a_mlp;              /* [T][d]    RMSNorm output = the gate/up quantizer's input */
+  float *g, *u;              /* [T][I]    gate/up GEMM outputs */
+  float *z;                  /* [T][I]    the down_proj quantizer's input (after the online Hadamard) */
+  float *t_down;             /* [T][d]    down_proj output */
+} resq_layer_q4q8_taps;
+
+resq_status resq_layer_q4q8_forward_taps__ref(const resq_layer_config *c, const resq_layer_q4q8 *L, int64_t T,
+                                              const uint16_t *h_in, uint16_t *h_out,
+                                              const resq_layer_q4q8_taps *taps, void *work, size_t work_size);
+
 #ifdef __cplusplus
 }
 #endif
