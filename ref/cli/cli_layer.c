@@ -350,7 +350,21 @@ int cli_layer(int argc, char **argv) {
       if (!st) st = resq_layer_q4q8_forward__ref(&c, &P.L, T, hr, yb, work, wsz);
       if (!st) st = resq_layer_from_basis__ref(&P, T, yb, yd);
       free(hr);
-      if (!st) st = resq_layer_error_f64__ref(&w16, &P, T, h, &err, NULL, NULL);
+      /* the s.14 error from this output and one FP16 pass (what resq_layer_error_f64__ref computes) */
+      size_t w16s = resq_layer_fp16_workspace_size(&c, T);
+      void *w16k = st ? NULL : malloc(w16s);
+      if (!st && !w16k) st = resq_fail(RESQ_ERR_NOMEM, "out of memory for the FP16 pass");
+      if (!st) st = resq_layer_fp16_forward__ref(&c, &w16, T, h, y, w16k, w16s);
+      free(w16k);
+      if (!st) {
+        double num = 0.0, den = 0.0;
+        for (int64_t i = 0; i < n; i++) {
+          double r = resq_f16_to_f32(y[i]), a = yd[i] - r, b2 = r - resq_f16_to_f32(h[i]);
+          num += a * a, den += b2 * b2;
+        }
+        if (!(den > 0.0)) st = resq_fail(RESQ_ERR_DEGENERATE, "layer error: the FP16 layer's update is zero");
+        else err = sqrt(num / den);
+      }
     }
   }
   if (st) {
