@@ -7,6 +7,8 @@
  *   hadamard_f16__cuda/n:<n>/rows:<rows>                  y = (x .* s) H_n^T, f16
  *   quant_act_f16_q4q8__cuda/K/group/r/rows               the three quantizer variants of bench_quant
  *   hadamard_quant_f16_q4__cuda/K/group/r:0/rows          fused Hadamard + 4-bit quantizer (down_proj input)
+ *   silu_hadamard_quant_f16_q4__cuda/K/group/r:0/rows     fused SiLU(g)*u + Hadamard + 4-bit quantizer: the
+ *                                                         layer's down_proj input from gate/up (two f16 inputs)
  *   memcpy__cuda/bytes:<B>                                cudaMemcpyAsync D2D of B bytes ("bytes" = 2B)
  *   machine_gpu_copy_bw/MiB:<S>                           D2D copy of S MiB: the device's measured
  *                                                         bandwidth (bytes = read + write)
@@ -19,7 +21,9 @@
  * Before timing, every output is copied back and compared with the reference
  * (resq_hadamard_f16__ref, resq_quant_act_f16_q4q8__ref; the fused stage with its
  * definition in resq/cuda.h: resq_hadamard_f32__ref on the widened rows, then
- * resq_quant_act_f32_q4q8__ref), bit for bit (ref/CONTRACT.md sections 2, 3, 5).
+ * resq_quant_act_f32_q4q8__ref; the SiLU one with z = g / (1 + expf(-g)) * u in
+ * fp32 first, the reference layer's SiLU), bit for bit (ref/CONTRACT.md
+ * sections 2, 3, 5, 14).
  *
  * Functions the CUDA backend does not define in this build (the quantizers
  * are declared in resq/cuda.h before they are implemented) are weak
@@ -32,6 +36,7 @@
  * the probe's reason; bench/run_all lists them as skipped. */
 #define _GNU_SOURCE
 #include <cuda_runtime_api.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +52,7 @@
 
 #pragma weak resq_quant_act_f16_q4q8__cuda
 #pragma weak resq_hadamard_quant_f16_q4__cuda
+#pragma weak resq_silu_hadamard_quant_f16_q4__cuda
 
 #define SIGN_SEED 1234
 /* launches per timed batch: one pair of events per batch, so the event
@@ -298,14 +304,15 @@ static int64_t quant_bytes(const resq_qact_params *p, const resq_qact_layout *L,
   return per_row * rows;
 }
 
-enum { Q_PLAIN = 0, Q_FUSED = 1 };
-static const char *const g_qfamily[] = {"quant_act_f16_q4q8__cuda", "hadamard_quant_f16_q4__cuda"};
+enum { Q_PLAIN = 0, Q_FUSED = 1, Q_SILU = 2 };
+static const char *const g_qfamily[] = {"quant_act_f16_q4q8__cuda", "hadamard_quant_f16_q4__cuda",
+                                        "silu_hadamard_quant_f16_q4__cuda"};
 
 typedef struct q_ctx {
   int kind;
   resq_qact_params p;
   int64_t rows;
-  const uint16_t *x;
+  const uint16_t *x, *u; /* u: the up projection (Q_SILU) */
   const int8_t *signs;
   resq_qact out;
 } q_ctx;
@@ -313,8 +320,13 @@ typedef struct q_ctx {
 static resq_status run_q(void *v) {
   q_ctx *c = v;
   if (c->kind == Q_FUSED) return resq_hadamard_quant_f16_q4__cuda(c->rows, c->p.K, c->x, c->p.K, c->signs, &c->p, &c->out);
+  if (c->kind == Q_SILU)
+    return resq_silu_hadamard_quant_f16_q4__cuda(c->rows, c->p.K, c->x, c->p.K, c->u, c->p.K, NULL, &c->p, &c->out);
   return resq_quant_act_f16_q4q8__cuda(&c->p, c->rows, c->x, c->p.K, &c->out);
 }
+
+/* the reference layer's SiLU (ref/src/layer_internal.h), fp32 */
+static float silu_f32(float g) { return g / (1.0f + expf(-g)); }
 
 static void bm_quant(resq_bench_state *st, const void *params) {
   const int kind = *(const int *)params;
@@ -325,7 +337,8 @@ static void bm_quant(resq_bench_state *st, const void *params) {
     resq_bench_skip(st, "no usable GPU: %s", g_no_gpu);
     return;
   }
-  if ((kind == Q_PLAIN && !resq_quant_act_f16_q4q8__cuda) || (kind == Q_FUSED && !resq_hadamard_quant_f16_q4__cuda)) {
+  if ((kind == Q_PLAIN && !resq_quant_act_f16_q4q8__cuda) || (kind == Q_FUSED && !resq_hadamard_quant_f16_q4__cuda) ||
+      (kind == Q_SILU && !resq_silu_hadamard_quant_f16_q4__cuda)) {
     resq_bench_skip(st, "%s is declared in resq/cuda.h but not implemented in this build", g_qfamily[kind]);
     return;
   }
@@ -338,24 +351,25 @@ static void bm_quant(resq_bench_state *st, const void *params) {
     return;
   }
   const size_t elems = (size_t)(K * rows);
-  uint16_t *x = malloc(elems * 2);
+  uint16_t *x = malloc(elems * 2), *u = kind == Q_SILU ? malloc(elems * 2) : NULL;
   int8_t *signs = malloc((size_t)K);
   float *xf = NULL, *t = NULL;
-  void *work = NULL, *dx = dalloc(elems * 2), *ds = dalloc((size_t)K);
+  void *work = NULL, *dx = dalloc(elems * 2), *ds = dalloc((size_t)K), *du = kind == Q_SILU ? dalloc(elems * 2) : NULL;
   qhost ref, got, dev;
   resq_status s;
   int bad = qhost_alloc(&ref, &L, rows, 0);
   bad |= qhost_alloc(&got, &L, rows, 0);
   bad |= qhost_alloc(&dev, &L, rows, 1);
-  if (!x || !signs || !dx || !ds || bad) {
+  if (!x || !signs || !dx || !ds || bad || (kind == Q_SILU && (!u || !du))) {
     resq_bench_error(st, "out of memory");
     goto out;
   }
   resq_rng rng;
   resq_rng_init(&rng, resq_seed_from_name("quant_act_f16_q4q8"));
   rb_fill_f16_normal(&rng, x, elems);
+  if (u) rb_fill_f16_normal(&rng, u, elems);
   if ((s = resq_hadamard_random_signs(SIGN_SEED, K, signs)) != RESQ_OK) goto ref_fail;
-  if (kind == Q_FUSED) { /* the definition in resq/cuda.h */
+  if (kind == Q_FUSED || kind == Q_SILU) { /* the definitions in resq/cuda.h */
     size_t ws = resq_hadamard_workspace_size(K);
     xf = malloc(elems * 4);
     t = malloc(elems * 4);
@@ -364,21 +378,23 @@ static void bm_quant(resq_bench_state *st, const void *params) {
       resq_bench_error(st, "out of memory");
       goto out;
     }
-    for (size_t i = 0; i < elems; i++) xf[i] = resq_f16_to_f32(x[i]);
-    if ((s = resq_hadamard_f32__ref(rows, K, xf, K, t, K, signs, work, ws)) != RESQ_OK ||
+    for (size_t i = 0; i < elems; i++)
+      xf[i] = kind == Q_SILU ? silu_f32(resq_f16_to_f32(x[i])) * resq_f16_to_f32(u[i]) : resq_f16_to_f32(x[i]);
+    if ((s = resq_hadamard_f32__ref(rows, K, xf, K, t, K, kind == Q_SILU ? NULL : signs, work, ws)) != RESQ_OK ||
         (s = resq_quant_act_f32_q4q8__ref(&p, rows, t, K, &ref.q)) != RESQ_OK)
       goto ref_fail;
   } else if ((s = resq_quant_act_f16_q4q8__ref(&p, rows, x, K, &ref.q)) != RESQ_OK) {
     goto ref_fail;
   }
-  q_ctx c = {kind, p, rows, dx, ds, dev.q};
+  q_ctx c = {kind, p, rows, dx, du, ds, dev.q};
   if (resq_cuda_h2d(dx, x, elems * 2) != RESQ_OK || resq_cuda_h2d(ds, signs, (size_t)K) != RESQ_OK ||
+      (u && resq_cuda_h2d(du, u, elems * 2) != RESQ_OK) ||
       resq_cuda_memset(dev.q.q_lo, 0xff, dev.lo ? dev.lo : 1) != RESQ_OK || (s = run_q(&c)) != RESQ_OK ||
-      resq_cuda_sync() != RESQ_OK || qhost_fetch(&got, &dev, kind == Q_FUSED) != 0) {
+      resq_cuda_sync() != RESQ_OK || qhost_fetch(&got, &dev, kind != Q_PLAIN) != 0) {
     resq_bench_error(st, "%s: %s", g_qfamily[kind], resq_last_error());
     goto out;
   }
-  const char *d = qhost_diff(&ref, &got, kind == Q_FUSED, L.lo_per_group > 0, p.r > 0);
+  const char *d = qhost_diff(&ref, &got, kind != Q_PLAIN, L.lo_per_group > 0, p.r > 0);
   if (d) {
     resq_bench_error(st, "%s differs from the reference in %s; REPRO: bench_stages_cuda "
                      "--benchmark_filter='%s/K:%lld/group:%lld/r:%lld/rows:%lld/'",
@@ -390,7 +406,7 @@ static void bm_quant(resq_bench_state *st, const void *params) {
     goto out;
   }
   {
-    int64_t bytes = quant_bytes(&p, &L, rows);
+    int64_t bytes = quant_bytes(&p, &L, rows) + (kind == Q_SILU ? (int64_t)elems * 2 : 0); /* + the u input */
     resq_bench_counter(st, "bytes", (double)bytes, RESQ_CTR_RATE);
     resq_bench_label(st, "baseline=memcpy__cuda/bytes:%lld;device=%s", (long long)((bytes + 1) / 2),
                      resq_cuda_device_name());
@@ -399,8 +415,8 @@ static void bm_quant(resq_bench_state *st, const void *params) {
 ref_fail:
   resq_bench_error(st, "reference: %s: %s", resq_status_name(s), resq_last_error());
 out:
-  free(x), free(signs), free(xf), free(t), free(work);
-  resq_cuda_free(dx), resq_cuda_free(ds);
+  free(x), free(u), free(signs), free(xf), free(t), free(work);
+  resq_cuda_free(dx), resq_cuda_free(ds), resq_cuda_free(du);
   qhost_free(&ref, 0);
   qhost_free(&got, 0);
   qhost_free(&dev, 1);
@@ -410,7 +426,7 @@ out:
 int main(int argc, char **argv) {
   static const int64_t full_n[] = {4096, 11008, 14336}, full_rows[] = {1, 16, 128, 2048};
   static const int64_t quick_n[] = {4096}, quick_rows[] = {1, 16};
-  static const int kinds[] = {Q_PLAIN, Q_FUSED}, machine = 1;
+  static const int kinds[] = {Q_PLAIN, Q_FUSED, Q_SILU}, machine = 1;
   const int quick = rb_quick();
   const int64_t *ns = quick ? quick_n : full_n, *rows = quick ? quick_rows : full_rows;
   const int nn = quick ? 1 : 3, nr = quick ? 2 : 4;
@@ -459,9 +475,14 @@ int main(int argc, char **argv) {
         register_memcpy(quant_bytes(&p, &L, rows[j]));
         resq_bench_register_args(g_qfamily[Q_PLAIN], bm_quant, &kinds[0], sizeof kinds[0], RESQ_BENCH_MANUAL_TIME, qn,
                                  a, 4);
-        if (v == 1 && (quick || K != 4096))
+        if (v == 1 && (quick || K != 4096)) {
           resq_bench_register_args(g_qfamily[Q_FUSED], bm_quant, &kinds[1], sizeof kinds[1], RESQ_BENCH_MANUAL_TIME,
                                    qn, a, 4);
+          int64_t sb = quant_bytes(&p, &L, rows[j]) + 2 * K * rows[j];
+          register_memcpy(sb);
+          resq_bench_register_args(g_qfamily[Q_SILU], bm_quant, &kinds[2], sizeof kinds[2], RESQ_BENCH_MANUAL_TIME,
+                                   qn, a, 4);
+        }
       }
   }
   int rc = resq_bench_main(argc, argv);
