@@ -27,6 +27,7 @@
 #include "resq/cuda.h"
 #include "rq_host.cuh"
 #include "rq_quant.cuh"
+#include "rq_reduce.cuh"
 
 namespace {
 
@@ -108,21 +109,6 @@ __device__ __forceinline__ void rq_qa_reduce4(float (&v)[4], int log_tg, int tid
   }
 }
 
-// The double sum of squares of the row in the order of rq_quant.cuh (step 2-3).
-__device__ __forceinline__ double rq_qa_reduce_ss(double ss, int log_tg, int tid, double *dred) {
-  const int lb = log_tg < 5 ? log_tg : 5;
-#pragma unroll 1
-  for (int k = 0; k < lb; k++) ss = rq_rms_add(ss, __shfl_xor_sync(0xffffffffu, ss, 1 << k));
-  if (log_tg > 5) {
-    const int W = 1 << (log_tg - 5), w0 = (tid >> 5) & ~(W - 1);
-    if ((tid & 31) == 0) dred[tid >> 5] = ss;
-    __syncthreads();
-    ss = dred[w0];
-    for (int w = 1; w < W; w++) ss = rq_rms_add(ss, dred[w0 + w]);
-  }
-  return ss;
-}
-
 // CH: chunks kept in registers per thread (1 when every thread has at most one
 // chunk, i.e. groups up to 8*RQ_QA_MAX_TG = 4096 channels; else RQ_QA_CH).
 template <class In, bool RMS, int CH>
@@ -161,7 +147,7 @@ __global__ void __launch_bounds__(RQ_QA_MAX_TG, 1) rq_qa_kernel(const rq_qa_args
       for (int k = 0; k < 8; k++)
         if (valid && k < cnt) ss = rq_rms_add(ss, rq_rms_sq(xv[k]));
     }
-    ss = rq_qa_reduce_ss(ss, a.log_tg, tid, dred);
+    ss = rq_reduce_ss(ss, a.log_tg, tid, dred);
     rinv = rq_rms_rinv(ss, a.K, a.eps);
   }
   // value of channel col (within the group) from its loaded input

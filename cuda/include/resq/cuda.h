@@ -236,4 +236,5 @@ resq_status resq_gptq_f64__cuda(const resq_gptq_params *p, const resq_gptq_hessi
 #endif
 
 #include "resq/cuda_gemm.h" /* mixed GEMM, weight packing, cuBLAS/cuBLASLt baselines */
+#include "resq/cuda_layer.h" /* the decoder layer on the GPU (ResQ and FP16 forms) */
 #endif /* RESQ_CUDA_H */
