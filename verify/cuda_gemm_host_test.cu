@@ -1112,6 +1112,9 @@ static void case_args(void) {
   resq_gemm_cuda_opts o4 = {RESQ_GEMM_TILE_DECODE, -1, NULL, 0};
   RC_CHECK(rq_gemm_make_plan(&p, &P.L, 4, &x, &P.wc, NULL, y, 20, 0, &o4, 132, &cfg, &plan) == RESQ_ERR_INVALID_ARG,
            "negative splits");
+  resq_gemm_cuda_opts o6 = {RESQ_GEMM_TILE_DECODE, 2, (char *)ws + 4, sizeof ws - 4};
+  RC_CHECK(rq_gemm_make_plan(&p, &P.L, 4, &x, &P.wc, NULL, y, 20, 0, &o6, 132, &cfg, &plan) == RESQ_ERR_INVALID_ARG,
+           "misaligned workspace");
   RC_CHECK(resq_gemm_workspace_size__cuda(&P.wc, 4) <= sizeof ws, "workspace size %zu",
            resq_gemm_workspace_size__cuda(&P.wc, 4));
   // automatic choices: decode + split-K for a small grid with a workspace, prefill for a large M

@@ -12,6 +12,7 @@
  *  - Llama-shaped problems (q/k/v, gate/up, down_proj, grouped o_proj; M = 1..2048) checked on
  *    sampled row/column blocks with the reference on the same blocks;
  *  - the int32 extremes at the K limits (K_lo = 2^23, K_hi = 32768);
+ *  - outputs over the whole f16 range (zero, subnormal, normal, overflow to Inf);
  *  - repeated calls give identical bits (the workspace is self-cleaning). */
 #define _POSIX_C_SOURCE 200112L
 #include <math.h>
@@ -415,6 +416,29 @@ static void case_extremes(void) {
   }
 }
 
+/* Outputs across the whole f16 range: rows scaled from 1e-10 to 1e6, so the f16 outputs cover
+ * zero, subnormals, normals and overflow to +-Inf (__float2half_rn vs resq_f32_to_f16). */
+static void case_output_range(void) {
+  if (!rc_case("f16_rounding_range")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t cfg[][3] = {{10, 300, 512}, {10, 100, 4096}};
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    prob P;
+    if (!prob_alloc(&P, cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][2], cfg[c][2] / 8, 4, 8, 0, 0)) continue;
+    rc_note("M=%lld N=%lld K=%lld, row scales 1e-10..1e6", (long long)cfg[c][0], (long long)cfg[c][1],
+            (long long)cfg[c][2]);
+    fill(&P, &r, FILL_RANDOM);
+    for (int64_t m = 0; m < P.M; m++) {
+      float f = powf(10.0f, (float)(2 * m - 10) * 16.0f / 18.0f);
+      P.x.scale_lo[m] *= f;
+      P.x.scale_hi[m] *= f;
+    }
+    if (upload(&P)) check_all(&P, NULL, 0, 99);
+    prob_free(&P);
+  }
+}
+
 /* Same inputs twice on the same workspace: identical bits (no state left behind). */
 static void case_repeat(void) {
   if (!rc_case("repeatable_with_reused_workspace")) return;
@@ -448,6 +472,7 @@ int main(int argc, char **argv) {
   case_llama();
   case_llm_like();
   case_extremes();
+  case_output_range();
   case_repeat();
   return rc_finish();
 }

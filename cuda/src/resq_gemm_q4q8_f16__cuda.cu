@@ -235,15 +235,20 @@ static resq_status check_args(const resq_qact_params *p, const resq_qact_layout 
 template <class C>
 static resq_status launch(void (*kernel)(const RqGemmPlan), const RqGemmPlan &P, const char *what) {
   typedef RqGemmShape<C> S;
-  static bool configured = false;  // the opt-in above 48 KiB of dynamic shared memory, once
-  if (!configured) {
-    cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)S::SMEM);
+  // the opt-in above 48 KiB of dynamic shared memory, once per device (devices 0..63)
+  static unsigned long long configured = 0;
+  int dev = 0;
+  cudaError_t e = cudaGetDevice(&dev);
+  if (e != cudaSuccess) return rq_cuda_fail(e, what);
+  const unsigned long long bit = dev < 64 ? 1ull << dev : 0ull;
+  if (!(configured & bit)) {
+    e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)S::SMEM);
     if (e != cudaSuccess) return rq_cuda_fail(e, what);
-    configured = true;
+    configured |= bit;
   }
   dim3 grid((unsigned)(P.tiles_m * P.tiles_n), (unsigned)P.splits);
   kernel<<<grid, S::THREADS, S::SMEM, rq_stream()>>>(P);
-  cudaError_t e = cudaGetLastError();
+  e = cudaGetLastError();
   return e == cudaSuccess ? RESQ_OK : rq_cuda_fail(e, what);
 }
 

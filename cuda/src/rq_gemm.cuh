@@ -642,6 +642,8 @@ static inline resq_status rq_gemm_make_plan(const resq_qact_params *p, const res
     return resq_fail(RESQ_ERR_TOO_LARGE, "gemm cuda: more than 2^31 - 1 output tiles");
   q.ktiles = (int)rq_ceil_div(q.steps, KT);
   const int64_t need = rq_ws_bytes(w, M);
+  if (opts && opts->work && (uintptr_t)opts->work % 16)
+    return resq_fail(RESQ_ERR_INVALID_ARG, "gemm cuda: the split-K workspace must be 16-byte aligned");
   const int have_ws = opts && opts->work && opts->work_size >= (size_t)need;
   int splits = opts ? opts->splits : 0;
   if (splits < 0) return resq_fail(RESQ_ERR_INVALID_ARG, "gemm cuda: negative split count %d", splits);

@@ -99,7 +99,7 @@ typedef struct resq_gemm_cuda_opts {
   int splits;       /* 0: automatic (split-K only with the DECODE tile and a large enough
                        workspace); 1: none; > 1: that many splits (capped at the number of
                        k-tiles; DECODE tile only), needs work */
-  void *work;       /* split-K workspace (device, zero-filled before first use) or NULL */
+  void *work;       /* split-K workspace (device, 16-byte aligned, zero-filled before first use) or NULL */
   size_t work_size; /* bytes */
 } resq_gemm_cuda_opts;
 
