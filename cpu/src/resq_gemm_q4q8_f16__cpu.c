@@ -290,6 +290,29 @@ static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, 
   }
 }
 
+/* len lo codes (two per byte, low nibble first) -> one byte each; returns their sum */
+static int32_t unpack_lo_avx512(const uint8_t *src, int64_t len, uint8_t *d) {
+  const __m512i m4 = _mm512_set1_epi16(0x000F);
+  __m512i acc = _mm512_setzero_si512();
+  int64_t i = 0;
+  for (; i + 64 <= len; i += 64) {
+    const __m512i w = _mm512_cvtepu8_epi16(_mm256_loadu_si256((const __m256i *)(src + i / 2)));
+    const __m512i lo = _mm512_and_si512(w, m4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+    const __m512i o = _mm512_or_si512(lo, _mm512_slli_epi16(hi, 8));
+    _mm512_storeu_si512(d + i, o);
+    acc = _mm512_add_epi64(acc, _mm512_sad_epu8(o, _mm512_setzero_si512()));
+  }
+  int32_t sum = (int32_t)_mm512_reduce_add_epi64(acc);
+  for (; i + 2 <= len; i += 2) {
+    const uint8_t b = src[i / 2];
+    d[i] = b & 15;
+    d[i + 1] = b >> 4;
+    sum += d[i] + d[i + 1];
+  }
+  if (i < len) d[i] = src[i / 2] & 15, sum += d[i];
+  return sum;
+}
+
 static void mk_avx512(const mk_args *a) {
   switch (a->mr) {
     case 1: mk_avx512_t(a, 1); break;
@@ -339,6 +362,7 @@ typedef struct plan {
   int64_t slots; /* per thread: ncp * mct */
   int split_panels;
   int64_t ncp, mct;
+  int avx512;
   mk_fn mk;
 } plan;
 
@@ -356,15 +380,22 @@ static void unpack_row(const plan *P, int64_t m, uint8_t *dst) {
       memcpy(d, x->q_hi + m * x->ld_hi + tm->g * P->r, (size_t)len);
     } else {
       const uint8_t *src = x->q_lo + m * x->ld_lo + tm->g * P->lo_bpg;
-      int64_t i = 0;
       int32_t sum = 0;
-      for (; i + 2 <= len; i += 2) {
-        uint8_t b = src[i / 2];
-        d[i] = b & 15;
-        d[i + 1] = b >> 4;
-        sum += d[i] + d[i + 1];
+#if RESQ_CPU_X86
+      if (P->avx512) {
+        sum = unpack_lo_avx512(src, len, d);
+      } else
+#endif
+      {
+        int64_t i = 0;
+        for (; i + 2 <= len; i += 2) {
+          uint8_t b = src[i / 2];
+          d[i] = b & 15;
+          d[i + 1] = b >> 4;
+          sum += d[i] + d[i + 1];
+        }
+        if (i < len) d[i] = src[i / 2] & 15, sum += d[i];
       }
-      if (i < len) d[i] = src[i / 2] & 15, sum += d[i];
       P->xsum[m * P->G + tm->g] = sum;
     }
     memset(d + len, 0, (size_t)(pad - len));
@@ -599,7 +630,8 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   P.mct = decode ? P.ntiles : env_i64("RESQ_CPU_GEMM_MCT", 8);
   P.slots = P.ncp * P.mct;
 #if RESQ_CPU_X86
-  P.mk = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512 ? mk_avx512 : mk_generic;
+  P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
+  P.mk = P.avx512 ? mk_avx512 : mk_generic;
 #else
   P.mk = mk_generic;
 #endif
