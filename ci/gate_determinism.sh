@@ -89,6 +89,8 @@ done
 if [ -f "$EXC" ]; then
   while IFS=$'\t' read -r s c b o why; do
     case "$s" in ''|'#'*|stage) continue ;; esac
+    # an exception for a backend this machine does not run (cpu-avx512 without AVX-512) does not apply
+    awk -F'\t' -v b="$b" '$3 == b { f = 1 } END { exit !f }' "$tmp/t1a.tsv" || continue
     if ! grep -qxF "$s"$'\t'"$c"$'\t'"$b"$'\t'"$o" "$tmp/seen_exc"; then
       echo "gate_determinism: FAILED: exception '$s $c $b $o' no longer differs: remove it from $EXC"
       rc=1
