@@ -1096,6 +1096,9 @@ static void case_args(void) {
   resq_qweight_cuda bad = P.wc;
   bad.magic = 0;
   RC_CHECK(resq_gemm_q4q8_f16__cuda(&p, 4, &x, &bad, NULL, y, 20, NULL) == RESQ_ERR_INVALID_ARG, "not packed");
+  bad = P.wc;
+  bad.data = (char *)bad.data + 8;
+  RC_CHECK(resq_gemm_q4q8_f16__cuda(&p, 4, &x, &bad, NULL, y, 20, NULL) == RESQ_ERR_INVALID_ARG, "misaligned weight");
   // plan-level option checks (after the device query in the public function)
   RqGemmPlan plan;
   int cfg;

@@ -227,6 +227,8 @@ static resq_status check_args(const resq_qact_params *p, const resq_qact_layout 
   if (r > 0 && M > 0 && (!x->q_hi || !x->scale_hi || !x->zero_hi))
     return resq_fail(RESQ_ERR_INVALID_ARG, "%s: hi part present but a hi array is NULL", what);
   if (N > 0 && !w->data) return resq_fail(RESQ_ERR_INVALID_ARG, "%s: packed weight without data", what);
+  if (N > 0 && !rq_aligned(w->data, 16))  // cp.async.cg reads 16-byte chunks of it
+    return resq_fail(RESQ_ERR_INVALID_ARG, "%s: packed weight data not 16-byte aligned", what);
   if (M > 1 && ((lpg > 0 && x->ld_lo < L->lo_bytes) || (r > 0 && x->ld_hi < L->hi_bytes)))
     return resq_fail(RESQ_ERR_INVALID_ARG, "%s: a leading dimension is smaller than the packed row", what);
   return RESQ_OK;

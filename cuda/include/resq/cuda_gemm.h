@@ -56,8 +56,8 @@ extern "C" {
  *   sum       [nseg][Np] int32 code sums of each segment (lo part of group g: plane g; hi part
  *             of group g: plane seg_lo + g), 0 for rows >= N.
  * The descriptor keeps byte offsets, so a byte copy of the block is a valid weight: pack on the
- * host (data = host buffer), copy the block to the device and set data to the copy (or use
- * resq_gemm_upload_weight__cuda). */
+ * host (data = host buffer), copy the block to the device and set data to the copy, 16-byte
+ * aligned (or use resq_gemm_upload_weight__cuda). */
 typedef struct resq_qweight_cuda {
   uint32_t magic; /* RESQ_QWEIGHT_CUDA_MAGIC once packed */
   int64_t N, K, group, r;
