@@ -18,7 +18,9 @@
  *
  * Before timing, every output (codes, scales, zeros) must equal the
  * reference's bit for bit (ref/CONTRACT.md sections 3 and 5; for the reference
- * itself: a second call). The fused stage's reference is its definition in
+ * itself: a second call), on every row up to 64 rows, else on the first and
+ * last 32 (rows are quantized independently). The scalar reference itself is
+ * timed up to 128 rows. The fused stage's reference is its definition in
  * resq/cpu.h: resq_hadamard_f32__ref on the widened f16 rows, then
  * resq_quant_act_f32_q4q8__ref. Sets: quick K = 4096, rows 1, 16; full K =
  * 4096, 11008, 14336, rows 1, 16, 128, 2048. */
@@ -74,12 +76,22 @@ static void qbuf_free(qbuf *b) {
   rb_free(b->q.zero_hi);
 }
 
-static int qbuf_equal(const qbuf *a, const qbuf *b) {
-  return memcmp(a->q.q_lo, b->q.q_lo, a->lo) == 0 && memcmp(a->q.q_hi, b->q.q_hi, a->hi) == 0 &&
-         memcmp(a->q.scale_lo, b->q.scale_lo, a->sc * 4) == 0 &&
-         memcmp(a->q.zero_lo, b->q.zero_lo, a->sc * 4) == 0 &&
-         memcmp(a->q.scale_hi, b->q.scale_hi, a->sc * 4) == 0 &&
-         memcmp(a->q.zero_hi, b->q.zero_hi, a->sc * 4) == 0;
+/* rows r0.. of q as a descriptor of its own */
+static resq_qact qrows(const resq_qact *q, const resq_qact_layout *L, int64_t r0) {
+  const int64_t G = L->ngroups;
+  resq_qact v = {q->q_lo + r0 * q->ld_lo, q->ld_lo, q->q_hi + r0 * q->ld_hi, q->ld_hi,
+                 q->scale_lo + r0 * G,    q->zero_lo + r0 * G, q->scale_hi + r0 * G, q->zero_hi + r0 * G};
+  return v;
+}
+
+/* nr rows of a (from ar0) and b (from br0) equal in every output */
+static int qrows_equal(const resq_qact *a, int64_t ar0, const resq_qact *b, int64_t br0, int64_t nr,
+                       const resq_qact_layout *L) {
+  const resq_qact x = qrows(a, L, ar0), y = qrows(b, L, br0);
+  const size_t G = (size_t)L->ngroups * (size_t)nr * 4;
+  return memcmp(x.q_lo, y.q_lo, (size_t)(L->lo_bytes * nr)) == 0 && memcmp(x.q_hi, y.q_hi, (size_t)(L->hi_bytes * nr)) == 0 &&
+         memcmp(x.scale_lo, y.scale_lo, G) == 0 && memcmp(x.zero_lo, y.zero_lo, G) == 0 &&
+         memcmp(x.scale_hi, y.scale_hi, G) == 0 && memcmp(x.zero_hi, y.zero_hi, G) == 0;
 }
 
 /* Bytes one call moves (see the header comment). */
@@ -94,6 +106,9 @@ enum { B_REF = 0, B_CPU = 1, B_FUSED_CPU = 2 };
 static const char *const g_family[] = {"quant_act_f16_q4q8__ref", "quant_act_f16_q4q8__cpu",
                                        "hadamard_quant_act_f16_q4q8__cpu"};
 #define SIGN_SEED 1234
+#define CHECK_ALL 64     /* up to this many rows every row is checked */
+#define CHECK_BLOCK 32   /* else the first and last CHECK_BLOCK rows */
+#define REF_MAX_ROWS 128 /* the scalar reference is timed up to this many rows (full set) */
 
 static resq_status run(int backend, const resq_qact_params *p, int64_t rows, const uint16_t *x, const int8_t *signs,
                        const resq_qact *q) {
@@ -141,9 +156,12 @@ static void bm_quant(resq_bench_state *st, const void *params) {
     resq_bench_skip(st, "unsupported parameters: %s", resq_last_error());
     return;
   }
+  /* rows are independent: beyond CHECK_ALL rows the reference is computed on
+   * the first and last CHECK_BLOCK rows only (a holds them, b every row) */
+  const int64_t crows = rows <= CHECK_ALL ? rows : 2 * CHECK_BLOCK;
   x = rb_alloc((size_t)(K * rows) * 2);
   signs = rb_alloc((size_t)K);
-  if (!x || !signs || qbuf_alloc(&a, &L, rows) || qbuf_alloc(&b, &L, rows)) {
+  if (!x || !signs || qbuf_alloc(&a, &L, crows) || qbuf_alloc(&b, &L, rows)) {
     resq_bench_error(st, "out of memory");
     goto out;
   }
@@ -155,22 +173,29 @@ static void bm_quant(resq_bench_state *st, const void *params) {
     goto out;
   }
   memset(b.q.q_lo, 0xff, b.lo); /* so that an unwritten output cannot compare equal */
-  s = backend == B_FUSED_CPU ? fused_ref(&p, rows, x, signs, &a.q) : resq_quant_act_f16_q4q8__ref(&p, rows, x, K, &a.q);
-  if (s != RESQ_OK) {
-    resq_bench_error(st, "reference: %s: %s", resq_status_name(s), resq_last_error());
-    goto out;
+  int equal = 1;
+  for (int blk = 0; blk < (rows <= CHECK_ALL ? 1 : 2) && equal; blk++) {
+    const int64_t nr = rows <= CHECK_ALL ? rows : CHECK_BLOCK, r0 = blk ? rows - CHECK_BLOCK : 0;
+    const resq_qact dst = qrows(&a.q, &L, blk * CHECK_BLOCK);
+    s = backend == B_FUSED_CPU ? fused_ref(&p, nr, x + r0 * K, signs, &dst)
+                               : resq_quant_act_f16_q4q8__ref(&p, nr, x + r0 * K, K, &dst);
+    if (s != RESQ_OK) {
+      resq_bench_error(st, "reference: %s: %s", resq_status_name(s), resq_last_error());
+      goto out;
+    }
+    if (blk == 0 && (s = run(backend, &p, rows, x, signs, &b.q)) != RESQ_OK) {
+      resq_bench_error(st, "%s: %s: %s", g_family[backend], resq_status_name(s), resq_last_error());
+      goto out;
+    }
+    equal = qrows_equal(&a.q, blk * CHECK_BLOCK, &b.q, r0, nr, &L);
   }
-  if ((s = run(backend, &p, rows, x, signs, &b.q)) != RESQ_OK) {
-    resq_bench_error(st, "%s: %s: %s", g_family[backend], resq_status_name(s), resq_last_error());
-    goto out;
-  }
-  if (!qbuf_equal(&a, &b)) {
+  if (!equal) {
     resq_bench_error(st, "%s differs from the reference (codes, scales or zeros); REPRO: bench_quant "
                      "--benchmark_filter='%s/K:%lld/group:%lld/r:%lld/rows:%lld$'", g_family[backend],
                      g_family[backend], (long long)K, (long long)group, (long long)r, (long long)rows);
     goto out;
   }
-  while (resq_bench_keep_running(st, 1)) run(backend, &p, rows, x, signs, &a.q);
+  while (resq_bench_keep_running(st, 1)) run(backend, &p, rows, x, signs, &b.q);
   int64_t bytes = quant_bytes(&p, &L, rows);
   resq_bench_counter(st, "bytes", (double)bytes, RESQ_CTR_RATE);
   resq_bench_label(st, "baseline=memcpy/bytes:%lld", (long long)((bytes + 1) / 2));
@@ -206,9 +231,11 @@ int main(int argc, char **argv) {
         if (resq_qact_check(&p, &L) != RESQ_OK) continue;
         int64_t a[4] = {K, p.group, p.r, rows[j]};
         rb_register_memcpy(quant_bytes(&p, &L, rows[j]));
-        for (int b = 0; b < 2; b++)
+        for (int b = 0; b < 2; b++) {
+          if (backends[b] == B_REF && rows[j] > REF_MAX_ROWS) continue;
           resq_bench_register_args(g_family[backends[b]], bm_quant, &backends[b], sizeof backends[b],
                                    RESQ_BENCH_REAL_TIME, names, a, 4);
+        }
         /* the fused Hadamard + 4-bit quantizer: the down_proj input (K = I; quick: 4096) */
         if (v == 1 && (quick || K != 4096))
           resq_bench_register_args(g_family[B_FUSED_CPU], bm_quant, &backends[2], sizeof backends[2],

@@ -14,6 +14,8 @@ function stamp(   now, e) {
   if (++nskip <= 2) { print "    " stamp() " " $0; fflush() }
   next
 }
+# with repetitions Google Benchmark prints mean, median, stddev and cv: keep the median
+/^(machine_|memcpy|[a-z0-9_]+__)[^ ]*_(mean|stddev|cv) / { next }
 /^(machine_|memcpy|[a-z0-9_]+__)/ || /ERROR|error|^bench_|^oneDNN/ {
   print "    " stamp() " " $0
   fflush()
