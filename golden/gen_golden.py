@@ -1373,11 +1373,12 @@ def gptq(W32, H1, r, bits_lo, bits_hi, mse, act_order, gs, blocksize, percdamp):
                     cur_lo = wquant_scale(Wd[:, c:c + gs].astype(F32), bits_lo, mse, guard=False)
                     s_lo_g[:, c // gs] = cur_lo
                 s, bits = cur_lo, bits_lo
-            maxq = wq_maxq(bits)
-            sd = s.astype(np.float64)
+            # the column's quantizer is section 10's fp32 quantizer (as upstream's, which runs in
+            # fp32): the current double value rounded once to fp32, code = clamp(rint(w32 / s)) with
+            # an IEEE fp32 division, dequantized value fp32(s * code); only the error feedback is double
             wc = Wd[:, c]
-            code = np.minimum(np.maximum(np.rint(wc / sd), -maxq - 1), maxq) + 0.0   # integer: no -0
-            q = sd * code
+            code = wq_codes(wc.astype(F32)[:, None], s, bits)[:, 0].astype(np.float64) + 0.0   # no -0
+            q = (s * code.astype(F32)).astype(np.float64)
             codes[:, c] = code
             Q[:, c] = q
             e = (wc - q) / U[c, c]

@@ -99,15 +99,15 @@ static uint64_t ulp16(uint16_t a, uint16_t b) {
 static const struct {
   const char *stage, *casename, *why;
 } k_known[] = {
-    {"gptq_f64", "group32_n32_k256_r32",
-     "CONTRACT s.12 says 'all arithmetic in double' and 'codes (the integer q/s)': the golden finds the code as "
-     "rint(w/s) in double and feeds back q = s*code in double (exact); ref/src/resq_gptq_f64__ref.c finds it from "
-     "fp32(w)/s in fp32 and feeds back q = fp32(s*code). The updated W then differs by ~1e-8 relative, and the "
-     "group scales, recomputed on the updated W (fp32), differ by 1-2 ulp in 20 of 224 groups; codes agree"},
+    /* none at present. (gptq_f64/group32_n32_k256_r32 was one: the generator fed back a double
+     * s*code found by a double division, the contract and the reference section 10's fp32
+     * quantizer; the generator and CONTRACT s.12 were fixed to the fp32 quantizer.) The sentinel
+     * row keeps the array non-empty and matches no case. */
+    {"", "", ""},
 };
 static int known_disagreement(void) {
   for (size_t i = 0; i < sizeof k_known / sizeof k_known[0]; i++)
-    if (g_stage && g_case && !strcmp(k_known[i].stage, g_stage) && !strcmp(k_known[i].casename, g_case)) return (int)i;
+    if (g_stage && g_case && k_known[i].stage[0] && !strcmp(k_known[i].stage, g_stage) && !strcmp(k_known[i].casename, g_case)) return (int)i;
   return -1;
 }
 /* The outcome of a comparison of a case listed in k_known: it must fail. */
