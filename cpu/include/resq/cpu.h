@@ -213,8 +213,11 @@ resq_status resq_gptq_add_batch_f16__cpu(resq_gptq_hessian *h, int64_t B, int64_
  *  - OpenBLAS sgemm needs fp32 weights (4 bytes per weight: half the decode
  *    speed) and sums in its own order (not the reference's bits);
  *  - AVX512-FP16 (vfmadd*ph) accumulates in fp16, not the contract's fp32.
- * Its prefill ceiling is the fp32 FMA rate (half of vdpbf16ps); at decode it
- * streams the fp16 weights at the memory bandwidth, like a bf16 GEMM.
+ * Its prefill ceiling is the fp32 FMA rate: half of the vdpbf16ps flop rate on
+ * CPUs with full-rate BF16 dot products (AMD Zen 4/5), but twice it on the
+ * Intel Emerald Rapids host measured for cpu/README.md (vdpbf16ps ~83 GFLOP/s
+ * per core there, vfmadd231ps ~170); at decode it streams the fp16 weights
+ * like any 16-bit GEMM (2 bytes per weight).
  * Layout: N padded to a multiple of 32, panel p = K steps of the 32 fp16
  * values w[32p + l][k] (64 bytes per step); one 64-byte aligned block of
  * resq_gemm_f16_pack_weight_size__cpu bytes (a byte copy is a valid weight). */
