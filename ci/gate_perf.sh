@@ -23,6 +23,12 @@
 #          The counts depend on the compiler: with a compiler other than the one
 #          the baseline was recorded with (header line '# cc:') they are reported
 #          but cannot fail.
+# Ratios depend on the microarchitecture (a vpdpbusd kernel against oneDNN is not
+# the same contest on Zen 5 and on Sapphire Rapids): they are judged only on the
+# CPU the baseline was recorded on (header line '# cpu:', vendor/family/model
+# from /proc/cpuinfo). On another CPU they are measured, printed and reported as
+# 'not comparable'; record a baseline for that machine with --update
+# --baseline FILE and point CI at it.
 # Rows whose benchmark is skipped (no oneDNN; GPU rows on a machine without a
 # GPU) or not built are reported as SKIP and do not fail; an error in a
 # benchmark (e.g. its pre-timing check failed) fails.
@@ -82,7 +88,15 @@ trap 'rm -rf "$W"' EXIT
 
 CC_NOW=$( (cc --version 2>/dev/null || echo unknown) | head -1)
 CC_BASE=$(sed -n 's/^# cc: //p' "$BASE" | head -1)
+# the CPU identity that ratio rows are valid for: vendor, family, model (not the
+# stepping or the clock; the model name is informative only)
+cpu_field() { awk -F': *' -v k="$1" '$1 ~ "^" k "[ \t]*$" { print $2; exit }' /proc/cpuinfo 2>/dev/null; }
+CPU_NOW="$(cpu_field vendor_id) family $(cpu_field 'cpu family') model $(cpu_field model) ($(cpu_field 'model name'))"
+CPU_BASE=$(sed -n 's/^# cpu: //p' "$BASE" | head -1)
+cpu_key() { sed 's/ (.*//' <<<"$1"; }
+CPU_SAME=0; [ -n "$CPU_BASE" ] && [ "$(cpu_key "$CPU_NOW")" = "$(cpu_key "$CPU_BASE")" ] && CPU_SAME=1
 echo "gate_perf: $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg), $CC_NOW; baseline $(basename "$BASE") (cc: ${CC_BASE:-?})"
+echo "gate_perf: this CPU: $CPU_NOW; baseline CPU: ${CPU_BASE:-unrecorded}$([ "$CPU_SAME" = 1 ] || echo ' -> ratio rows are measured but not judged')"
 [ -z "${RESQ_CPU_ISA:-}" ] || echo "gate_perf: note: RESQ_CPU_ISA=$RESQ_CPU_ISA is set and applies to the CPU-backend benchmarks"
 
 # ---------------------------------------------------------------- ratio rows
@@ -187,9 +201,10 @@ if [ "$STUDY" -gt 0 ] || [ "$UPDATE" -gt 0 ]; then
   printf 'row\tn\tmin\tmedian\tmax\tmax_rel_dev\n'
   { [ "$ONLY" = instr ] || stats "$W"/ratio.*.tsv; [ "$ONLY" = ratio ] || stats "$W"/instr.*.tsv; } | tee "$W/stats.tsv"
   if [ "$UPDATE" -gt 0 ]; then
-    awk -F'\t' -v OFS='\t' -v statf="$W/stats.tsv" -v floor="$MARGIN_FLOOR" -v cc="$CC_NOW" -v only="$ONLY" '
+    awk -F'\t' -v OFS='\t' -v statf="$W/stats.tsv" -v floor="$MARGIN_FLOOR" -v cc="$CC_NOW" -v cpu="$CPU_NOW" -v only="$ONLY" '
       BEGIN { while ((getline l < statf) > 0) { split(l, s, "\t"); med[s[1]] = s[4]; dev[s[1]] = s[6] } }
-      /^# cc: / { print "# cc: " cc; next }
+      /^# cc: / { print "# cc: " cc; if (!cpuput) print "# cpu: " cpu; cpuput = 1; next }
+      /^# cpu: / { if (!cpuput) print "# cpu: " cpu; cpuput = 1; next }
       /^#/ || $0 == "" { print; next }
       { name = ($1 == "ratio") ? $3 " / " $4 : $3 " (" $4 ")"
         if (name in med && (only == "" || only == $1)) {
@@ -208,6 +223,7 @@ fi
 # failing ratio rows, for the confirmation below); exit 1 on a failure
 compare() {
   awk -F'\t' -v now="$1" -v quiet="$2" -v cc_same="$([ "$CC_NOW" = "$CC_BASE" ] && echo 1 || echo 0)" -v only="$ONLY" \
+      -v cpu_same="$CPU_SAME" \
       -v confirmed="${3:-0}" '
   BEGIN { while ((getline l < now) > 0) { split(l, s, "\t"); st[s[1]] = s[2]; val[s[1]] = s[3] } }
   /^#/ || $0 == "" { next }
@@ -217,6 +233,7 @@ compare() {
     if (state == "") { verdict = "FAIL: not measured"; bad++ }
     else if (state ~ /^skip/) { verdict = "SKIP (" substr(state, 6) ")"; skip++; v = "-" }
     else if (state ~ /^error/) { verdict = "FAIL: " substr(state, 7); bad++; v = "-" }
+    else if ($1 == "ratio" && !cpu_same) { verdict = sprintf("not judged: %+.1f%% against a baseline from another CPU", (v / base - 1) * 100); skip++ }
     else if (v > base * (1 + m)) {
       if ($1 == "instr" && !cc_same) { verdict = sprintf("not comparable: +%.1f%% with another compiler", (v / base - 1) * 100); skip++ }
       else { verdict = sprintf("FAIL: %.1f%% above the baseline (margin %.0f%%)%s", (v / base - 1) * 100, m * 100,
