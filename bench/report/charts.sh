@@ -12,6 +12,7 @@
 #   charts/gemm_resq_speedup    the ResQ GEMMs' speedup over oneDNN bf16 and int8 vs M (median over shapes)
 #   charts/layer_speedup        decoder layer: ResQ vs 16-bit, prefill and decode vs batch
 #   charts/layer_error          resq layer-error: ResQ vs QuaRot-style vs RTN (median over seeds)
+#   charts/layer_error_outliers the same against the outlier channels' magnitude (full mode)
 #   charts/roofline             GOPS vs arithmetic intensity, with the measured roofs
 #   charts/roofline_fraction    fraction of the attainable roofline vs M (median over shapes)
 set -euo pipefail
@@ -258,6 +259,23 @@ if [ -s "$OUT/layer_error.tsv" ]; then
       print "plot \"" f "\" u 1:3:xtic(2) w boxes lc rgb \"#4a7ab8\", \"\" u 1:3:4:5 w yerrorbars lc rgb \"black\" pt 7 ps 0.6, \"\" u 1:($3*1.6):(sprintf(\"%.3g\", $3)) w labels font \",9\"" > g
     }' "$OUT/layer_error.tsv"
   render layer_error 900 520
+fi
+if [ -s "$OUT/layer_error_outliers.tsv" ]; then
+  awk -F'\t' -v D="$D" '
+    NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+    { m = $(c["method"]); if (!(m in f)) { f[m] = D "/layer_error_outliers_" m ".dat"; o[++no] = m; printf "" > f[m] }
+      printf "%g %g\n", $(c["outlier_hi"]), $(c["err"]) >> f[m] }
+    END {
+      g = D "/layer_error_outliers.gp"
+      print "set title \"Layer error vs the magnitude of the outlier channels (test layer, seed 0, GPTQ, no clip search)\"" > g
+      print "set logscale xy; set grid; set key top left; set xlabel \"upper bound hi of the outlier channels / typical channel (ranges 1-1, 5-20, 20-100, 50-1000, 200-4000)\"" > g
+      print "set ylabel \"layer error (log scale)\"; set xrange [0.8:6000]" > g
+      s = "plot "
+      for (i = 1; i <= no; i++) { close(f[o[i]]); t = o[i]; if (t == "fp32") t = "fp32 (unquantized floor)"; else if (t == "quarot") t = "QuaRot-style"; else if (t == "resq") t = "ResQ"; else if (t == "rtn") t = "RTN"
+                                   s = s (i > 1 ? ", " : "") "\"" f[o[i]] "\" u 1:2 w lp lw 2 pt 7 t \"" t "\"" }
+      print s > g
+    }' "$OUT/layer_error_outliers.tsv"
+  render layer_error_outliers 900 520
 fi
 
 # ---------------------------------------------------------------- roofline

@@ -567,6 +567,34 @@ if [ -s "$T/layer_error.tsv" ]; then
   md "$T/layer_error.tsv" method,wquant,seed,err,prepare_s,forward_s "method|weights|seed|error|prepare (s)|forward (s)"
   echo
   [ -f "$T/charts/layer_error.png" ] && echo "![layer_error](charts/layer_error.png)" && echo
+  if [ -s "$T/layer_error_outliers.tsv" ]; then
+    echo "### Against the magnitude of the outlier channels"
+    echo
+    echo "The same layer (seed 0, GPTQ weights, \\`--w-clip off\\`) with its outlier channels drawn in"
+    echo "[lo, hi] times the typical channel (\\`--outlier-lo lo --outlier-hi hi\\`):"
+    echo
+    awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+      { k = $(c["outlier_lo"]) "-" $(c["outlier_hi"]); if (!(k in seen)) { seen[k] = 1; o[++no] = k }
+        e[k, $(c["method"])] = $(c["err"]) }
+      END { print "| outliers (x typical) | fp32 | resq | quarot | rtn |"; print "|---|---|---|---|---|"
+            for (i = 1; i <= no; i++) { k = o[i]; printf "| %s | %s | %s | %s | %s |\n", k, e[k, "fp32"], e[k, "resq"], e[k, "quarot"], e[k, "rtn"] } }' \
+      "$T/layer_error_outliers.tsv"
+    echo
+    [ -f "$T/charts/layer_error_outliers.png" ] && echo "![layer_error_outliers](charts/layer_error_outliers.png)" && echo
+  fi
+  i=1
+  while [ "$i" -le "${LAYER_ERROR_EXTRA_N:-0}" ]; do
+    f="$T/layer_error_extra$i.tsv"
+    if [ -s "$f" ]; then
+      echo "### Measured separately: $(awk -F'\t' 'NR == 2 { print $2 " (d " $3 ", I " $4 "), " $6 " x " $5 " calibration tokens, " $7 " x " $5 " evaluation tokens, seed " $8 ", weights " $9 ", clip " $10 }' "$f")"
+      echo
+      echo "Not part of this run's timing (copied from RESQ_LAYER_ERROR_EXTRA into layer_error_extra$i.tsv)."
+      [ -s "${f%.tsv}.cmd" ] && { echo "Made by:"; echo; sed 's/^/    /' "${f%.tsv}.cmd"; echo; }
+      md "$f" method,wquant,err,prepare_s,forward_s "method|weights|error|prepare (s)|forward (s)"
+      echo
+    fi
+    i=$((i + 1))
+  done
 else
   echo "Not produced in this run: ${LAYER_ERROR_MISSING:-\`resq layer-error\` is not available in this build}."
 fi
