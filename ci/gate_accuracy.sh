@@ -55,10 +55,11 @@ run() {
   fi
 }
 
-for st in hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8 quant_weight_f32 gemm_q4q8_f16 gemm_f16 gptq_f64 pca_f64; do
+for st in hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8 quant_weight_f32 gemm_q4q8_f16 gemm_f16 gptq_f64 pca_f64 \
+          layer_fp16_f16 layer_q4q8_f16; do
   run "golden_test:$st" "$B/verify/golden_test" --golden golden --stage "$st" --metrics "$cur"
 done
-for st in hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8 gemm_q4q8_f16 gemm_f16; do
+for st in hadamard_f16 quant_act_f16_q4q8 quant_kv_f16_q4q8 gemm_q4q8_f16 gemm_f16 layer_fp16_f16 layer_q4q8_f16; do
   run "golden_cpu_test:$st" "$B/verify/golden_cpu_test" --golden golden --stage "$st" --metrics "$cur"
 done
 run golden_synth "$B/verify/golden_synth" --metrics "$cur"

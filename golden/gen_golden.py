@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: Apache-2.0
 """Golden-data generator for the resq kernels.
 
-An independent numpy re-implementation of ref/CONTRACT.md sections 1-5. It
+An independent numpy re-implementation of ref/CONTRACT.md sections 1-5 and 8-14. It
 reads nothing of the C reference except the data file
 ref/src/hadamard_tables.c (the +/-1 matrices hadK). Every value that the
 contract computes in fp32 is computed here elementwise in numpy float32, one
@@ -46,7 +46,10 @@ STAGE_GEMM = "gemm_q4q8_f16"
 STAGE_GF16 = "gemm_f16"
 STAGE_GPTQ = "gptq_f64"
 STAGE_PCA = "pca_f64"
-STAGES = (STAGE_HAD, STAGE_ACT, STAGE_KV, STAGE_QW, STAGE_GEMM, STAGE_GF16, STAGE_GPTQ, STAGE_PCA)
+STAGE_LF16 = "layer_fp16_f16"
+STAGE_LQ = "layer_q4q8_f16"
+STAGES = (STAGE_HAD, STAGE_ACT, STAGE_KV, STAGE_QW, STAGE_GEMM, STAGE_GF16, STAGE_GPTQ, STAGE_PCA, STAGE_LF16,
+          STAGE_LQ)
 
 MANIFEST_HEADER = "stage\tcase\tfile\trole\tdtype\tshape\tseed\tparams\tsha256"
 
@@ -1655,6 +1658,400 @@ def gen_pca(w):
     pca_case(w, case, pca_key_x(rng, 4, 128, 64), 8, seed=seed)
 
 
+# ==========================================================================
+# Decoder layer (CONTRACT section 14): the FP16 form and the ResQ (q4q8) form
+#
+# Both forms are re-implemented from the contract's text with the pieces above (sections 2, 3,
+# 10, 11) and the shared ops of section 14.1, in the orders the contract pins: fp32 elementwise
+# ops one rounding each, double reductions strictly sequential (np.add.accumulate or a loop of
+# elementwise adds) rounded once, f16 storage by numpy's float32 -> float16 cast (RNE). The
+# transcendental functions are the platform libm's, as the contract defines them: RoPE's pow,
+# cos, sin and attention's exp in double through Python's math module (which calls the C
+# library's pow/cos/sin/exp), and SiLU's fp32 expf through ctypes (Python has no fp32 exp, and
+# numpy's float32 exp is its own SIMD code: it differs from glibc's expf on 17314 of the 63488
+# finite f16 arguments here). glibc's expf is not correctly rounded everywhere (on this
+# platform it differs from fp32(exp(x)) on 16 f16 arguments, EXPF_NOT_CR): the generator
+# counts how many SiLU arguments of each case hit those points (a note when any does: that
+# case's bits then depend on the libm's expf on that argument, not only on IEEE arithmetic).
+# ==========================================================================
+
+_EXPF_NEG = {}
+
+
+def expf_neg_table():
+    """[65536] float32: libm expf(-g) for the f16 value g with bit pattern i (NaN/Inf: unused),
+    and the set of patterns where it differs from fp32(exp(-g)) in double."""
+    if "t" in _EXPF_NEG:
+        return _EXPF_NEG["t"], _EXPF_NEG["ncr"]
+    import ctypes
+    import ctypes.util
+    name = ctypes.util.find_library("m")
+    if not name:
+        raise RuntimeError("layer goldens: the C math library (libm) cannot be found for expf")
+    libm = ctypes.CDLL(name)
+    libm.expf.restype = ctypes.c_float
+    libm.expf.argtypes = [ctypes.c_float]
+    g = np.arange(0x10000, dtype=np.uint32).astype(np.uint16).view(F16).astype(np.float32)
+    t = np.zeros(0x10000, dtype=np.float32)
+    ncr = set()
+    for i in range(0x10000):
+        gi = float(g[i])
+        if not math.isfinite(gi):
+            continue
+        t[i] = libm.expf(-gi)
+        with np.errstate(over="ignore"):   # exp beyond the fp32 range: +Inf, as expf
+            cr = np.float32(math.exp(-gi)) if -gi < 89.0 else np.float32(np.inf)
+        if t[i].tobytes() != np.float32(cr).tobytes():
+            ncr.add(i)
+    _EXPF_NEG["t"], _EXPF_NEG["ncr"] = t, ncr
+    return t, ncr
+
+
+def silu_mul(g16, u32, tag):
+    """(g / (1 + expf(-g))) * u in fp32 for g given as f16 (widened exactly), u float32."""
+    t, ncr = expf_neg_table()
+    bits = g16.view(np.uint16)
+    hits = int(np.isin(bits, np.array(sorted(ncr), dtype=np.uint16)).sum()) if ncr else 0
+    if hits:
+        NOTES.append("%s: %d SiLU argument(s) where libm expf is not the correctly rounded exp (selfcheck.py "
+                     "checks that no output of the case depends on it)" % (tag, hits))
+    e = t[bits.astype(np.int64)]
+    g = g16.astype(np.float32)
+    with np.errstate(over="ignore"):
+        den = np.float32(1.0) + e
+        s = g / den
+        z = s * u32
+    assert z.dtype == np.float32
+    return z
+
+
+def f32_of_decimal(s):
+    """The fp32 value strtof(s) gives (nearest to the decimal; checked against both neighbours)."""
+    from fractions import Fraction
+    v = np.float32(float(s))
+    fs = Fraction(s)
+    for nb in (np.nextafter(v, np.float32(np.inf)), np.nextafter(v, np.float32(-np.inf))):
+        assert abs(fs - Fraction(float(v))) < abs(fs - Fraction(float(nb))), s
+    return v
+
+
+def rmsnorm32(x, gamma, eps):
+    """Section 14.1: ss = sum x_i^2 (double, i ascending; the squares are exact), ms = (float)(ss/d),
+    rinv = 1.0f / sqrtf(ms + eps), (x_i * rinv) * gamma_i in fp32 (no gamma: x_i * rinv)."""
+    T, d = x.shape
+    x64 = x.astype(np.float64)
+    ss = np.add.accumulate(x64 * x64, axis=1)[:, -1]
+    ms = (ss / float(d)).astype(F32)
+    rinv = np.float32(1.0) / np.sqrt(ms + eps)
+    y = x * rinv[:, None]
+    if gamma is not None:
+        y = y * gamma[None, :]
+    assert rinv.dtype == np.float32 and y.dtype == np.float32
+    return y
+
+
+def rope_heads(x, nheads, hd, theta):
+    """Section 14.1 RoPE on x float32 [T, nheads*hd] at positions 0..T-1: omega_i = pow(theta,
+    -2i/hd), angle p*omega_i in double, c = (float)cos, s = (float)sin; rotate_half in fp32."""
+    T = x.shape[0]
+    h2 = hd // 2
+    cos = np.empty((T, h2), dtype=F32)
+    sin = np.empty((T, h2), dtype=F32)
+    for i in range(h2):
+        om = math.pow(theta, -2.0 * i / hd)
+        for p in range(T):
+            ang = float(p) * om
+            cos[p, i] = math.cos(ang)     # the double rounded once to fp32
+            sin[p, i] = math.sin(ang)
+    v = x.reshape(T, nheads, hd)
+    a, b = v[:, :, :h2], v[:, :, h2:]
+    c, s = cos[:, None, :], sin[:, None, :]
+    out = np.empty_like(v)
+    out[:, :, :h2] = a * c - b * s
+    out[:, :, h2:] = b * c + a * s
+    assert out.dtype == np.float32
+    return out.reshape(T, nheads * hd)
+
+
+def attention64(q, k, v, H, G, hd):
+    """Section 14.1 causal GQA attention (query head h reads KV head h / (H/G)): for query t,
+    s_j = (sum_i q_i k_ji) * (1/sqrt(hd)) (double, i ascending), m = max_j s_j, p_j = exp(s_j - m),
+    z = sum_{j<=t} p_j and acc = sum_{j<=t} p_j v_j (j ascending, double), o = (float)(acc / z)."""
+    T = q.shape[0]
+    scale = 1.0 / math.sqrt(float(hd))
+    o = np.empty((T, H * hd), dtype=F32)
+    rep = H // G
+    for h in range(H):
+        g = h // rep
+        Q = q[:, h * hd:(h + 1) * hd].astype(np.float64)
+        K = k[:, g * hd:(g + 1) * hd].astype(np.float64)
+        V = v[:, g * hd:(g + 1) * hd].astype(np.float64)
+        S = np.zeros((T, T))
+        for i in range(hd):
+            S = S + np.outer(Q[:, i], K[:, i])      # products of two fp32 values: exact in double
+        S = S * scale
+        for t in range(T):
+            row = [float(S[t, j]) for j in range(t + 1)]
+            m = max(row)
+            p = [math.exp(sj - m) for sj in row]
+            z = 0.0
+            for pj in p:
+                z += pj
+            acc = np.zeros(hd)
+            for j in range(t + 1):
+                acc = acc + p[j] * V[j]
+            o[t, h * hd:(h + 1) * hd] = (acc / z).astype(F32)
+    return o
+
+
+def gemm16_layer(x16, w16):
+    """Section 11 FP16 GEMM without bias: acc = 0.0f, acc = acc + x_k * w_k for k ascending
+    (products exact in fp32), then RNE_f16. x16 [T, K], w16 [N, K] -> f16 [T, N]."""
+    x = x16.astype(np.float32)
+    w = w16.astype(np.float32)
+    acc = np.zeros((x.shape[0], w.shape[0]), dtype=F32)
+    for kk in range(x.shape[1]):
+        acc = acc + x[:, None, kk] * w[None, :, kk]
+    assert acc.dtype == np.float32
+    return f16_of(acc)
+
+
+def layer_fp16_forward(cfg, W, h16, tag):
+    """Section 14.2 FP16 form. cfg: dict d H G hd I theta eps(fp32); W: f16 weights, fp32 ln1/ln2."""
+    H, G, hd = cfg["H"], cfg["G"], cfg["hd"]
+    x = h16.astype(np.float32)
+    a16 = rmsnorm32(x, W["ln1"], cfg["eps"]).astype(F16)
+    q16, k16, v16 = gemm16_layer(a16, W["wq"]), gemm16_layer(a16, W["wk"]), gemm16_layer(a16, W["wv"])
+    q = rope_heads(q16.astype(np.float32), H, hd, cfg["theta"])
+    k = rope_heads(k16.astype(np.float32), G, hd, cfg["theta"])
+    o16 = attention64(q, k, v16.astype(np.float32), H, G, hd).astype(F16)
+    t16 = gemm16_layer(o16, W["wo"])
+    h1 = (x + t16.astype(np.float32)).astype(F16).astype(np.float32)
+    m16 = rmsnorm32(h1, W["ln2"], cfg["eps"]).astype(F16)
+    g16, u16 = gemm16_layer(m16, W["wg"]), gemm16_layer(m16, W["wu"])
+    z16 = silu_mul(g16, u16.astype(np.float32), tag).astype(F16)
+    t16 = gemm16_layer(z16, W["wd"])
+    out = (h1 + t16.astype(np.float32)).astype(F16)
+    for a in (q16, k16, v16, o16, h1, g16, u16, z16, out):
+        assert np.all(np.isfinite(a)), tag
+    return out
+
+
+LQ_WEIGHTS = ("wq", "wk", "wv", "wo", "wg", "wu", "wd")
+LQ_WFILES = ("q_lo", "q_hi", "scale_lo", "scale_hi", "sum_lo", "sum_hi")
+LQ_TAPS = ("a_attn", "q", "k", "v", "q_rot", "k_rot", "k_cache", "v_cache", "o", "t_o", "h_mid", "a_mlp",
+           "g", "u", "z", "t_down")
+
+
+def qgemm_layer(x32, split, wp):
+    """Quantize x float32 [T, K] (section 3, path A, split (K, group, r), 4/8 bits, clip 1) and run
+    the mixed GEMM (section 11, no bias) on the packed weight wp -> f16 [T, N]."""
+    K, group, r = split
+    xq = quantize(x32, group, r, 4, 8, 1.0, "path-a")
+    xin = {"x_q_lo": xq["q_lo"], "x_q_hi": xq["q_hi"], "x_scale_lo": xq["scale_lo"], "x_zero_lo": xq["zero_lo"],
+           "x_scale_hi": xq["scale_hi"], "x_zero_hi": xq["zero_hi"]}
+    N = wp["w_scale_lo"].shape[0]
+    y = f16_of(gemm_q4q8(xin, wp, x32.shape[0], N, K, group, r, None))
+    assert np.all(np.isfinite(y))
+    return y
+
+
+def fq8_rotate64(x, nheads, hd, k8, prequant):
+    """x[t][h][:] <- fq8(x[t][h][:]) . K8 (prequant: path-A all-8-bit quantize-dequantize per
+    (token, head), split (hd, hd, hd)), else x . K8; out_j = (float) sum_i (double)x_i K8[i][j]
+    (i ascending; the products of two fp32 values are exact in double)."""
+    T = x.shape[0]
+    rows = x.reshape(T * nheads, hd)
+    deq = quantize(rows, hd, hd, 4, 8, 1.0, "path-a")["y"] if prequant else rows
+    d64 = deq.astype(np.float64)
+    k64 = k8.astype(np.float64)
+    acc = np.zeros((T * nheads, hd))
+    for i in range(hd):
+        acc = acc + d64[:, i:i + 1] * k64[i][None, :]
+    return acc.astype(F32).reshape(T, nheads * hd)
+
+
+def layer_q4q8_forward(cfg, L, h16, tables, tag):
+    """Section 14.4 ResQ form on a prepared layer L (packed weights, splits, k8 or None, flags).
+    Returns h_out f16 and the taps of resq_layer_q4q8_forward_taps__ref (fp32)."""
+    d, H, G, hd, I = cfg["d"], cfg["H"], cfg["G"], cfg["hd"], cfg["I"]
+    r, rh, rdown = L["r"], L["r_h"], L["r_down"]
+    qd, kd = H * hd, G * hd
+    tp = {}
+    x = h16.astype(np.float32)
+    a = rmsnorm32(x, None, cfg["eps"])                       # fp32, unrounded, no gamma
+    tp["a_attn"] = a
+    q16 = qgemm_layer(a, (d, d, r), L["wq"])
+    k16 = qgemm_layer(a, (d, d, r), L["wk"])
+    v16 = qgemm_layer(a, (d, d, r), L["wv"])
+    tp["q"], tp["k"], tp["v"] = q16.astype(np.float32), k16.astype(np.float32), v16.astype(np.float32)
+    q = rope_heads(tp["q"], H, hd, cfg["theta"])
+    k = rope_heads(tp["k"], G, hd, cfg["theta"])
+    if L["k8"] is not None:
+        pre = not L["qk_rot_no_prequant"]
+        q = fq8_rotate64(q, H, hd, L["k8"], pre)
+        k = fq8_rotate64(k, G, hd, L["k8"], pre)
+    tp["q_rot"], tp["k_rot"] = q, k
+    kc = quantize(k, hd, rh, 4, 8, 1.0, "path-a")["y"]     # KV caches: per (token, KV head)
+    vc = quantize(tp["v"], hd, rh, 4, 8, 1.0, "path-a")["y"]
+    tp["k_cache"], tp["v_cache"] = kc, vc
+    o = attention64(q, kc, vc, H, G, hd)
+    tp["o"] = o
+    t16 = qgemm_layer(o, (qd, hd, rh), L["wo"])              # grouped; wo's columns permuted
+    tp["t_o"] = t16.astype(np.float32)
+    h1 = (x + tp["t_o"]).astype(F16).astype(np.float32)
+    tp["h_mid"] = h1
+    m = rmsnorm32(h1, None, cfg["eps"])
+    tp["a_mlp"] = m
+    g16 = qgemm_layer(m, (d, d, r), L["wg"])
+    u16 = qgemm_layer(m, (d, d, r), L["wu"])
+    tp["g"], tp["u"] = g16.astype(np.float32), u16.astype(np.float32)
+    z = silu_mul(g16, tp["u"], tag)
+    if L["online_hadamard"]:
+        z = hadamard_fp32(z, None, tables)                   # fp32 in and out, no f16 rounding
+    tp["z"] = z
+    t16 = qgemm_layer(z, (I, I, rdown), L["wd"])
+    tp["t_down"] = t16.astype(np.float32)
+    out = (h1 + tp["t_down"]).astype(F16)
+    assert np.all(np.isfinite(out)), tag
+    for nm in LQ_TAPS:
+        assert tp[nm].dtype == np.float32 and np.all(np.isfinite(tp[nm])), (tag, nm)
+    return out, tp
+
+
+def layer_stream(rng, T, d, n_out=2):
+    """Residual-stream tokens: per-channel-scaled gaussians plus n_out outlier channels (x 8 .. 40,
+    random sign), float64 before the f16 cast."""
+    x = rng.standard_normal((T, d)) * np.exp(rng.normal(0.0, 0.5, size=d))[None, :]
+    ch = rng.choice(d, size=n_out, replace=False)
+    x[:, ch] *= (rng.uniform(8.0, 40.0, size=n_out) * rng.choice([-1.0, 1.0], size=n_out))[None, :]
+    return x
+
+
+def layer_weight(rng, N, K, gain):
+    """gain * N(0,1) / sqrt(K) with two 4x input columns (float64)."""
+    w = rng.standard_normal((N, K)) * (gain / math.sqrt(K))
+    w[:, rng.choice(K, size=min(2, K), replace=False)] *= 4.0
+    return w
+
+
+def layer_cfg(d, H, G, hd, I, theta, eps):
+    assert H * hd == d and H % G == 0 and d % 8 == 0 and hd % 8 == 0
+    return {"d": d, "H": H, "G": G, "hd": hd, "I": I, "theta": float(theta), "eps_s": eps,
+            "eps": f32_of_decimal(eps)}
+
+
+def layer_params(cfg, T):
+    return "d=%d;H=%d;G=%d;hd=%d;I=%d;T=%d;theta=%s;eps=%s" % (
+        cfg["d"], cfg["H"], cfg["G"], cfg["hd"], cfg["I"], T, fmt_num(cfg["theta"]), cfg["eps_s"])
+
+
+def changed_most(h_in, h_out, tag):
+    """The layer must change most of the stream (a golden of an identity would be vacuous)."""
+    n = int((h_in.view(np.uint16) != h_out.view(np.uint16)).sum())
+    assert n > h_in.size // 2, (tag, n, h_in.size)
+
+
+def lf16_case(w, case, cfg, T):
+    seed = case_seed(STAGE_LF16, case)
+    rng = np.random.default_rng(seed)
+    d, H, G, hd, I = cfg["d"], cfg["H"], cfg["G"], cfg["hd"], cfg["I"]
+    h16 = to_f16(layer_stream(rng, T, d))
+    W = {"ln1": np.exp(rng.normal(0.0, 0.2, size=d)).astype(F32),
+         "ln2": np.exp(rng.normal(0.0, 0.2, size=d)).astype(F32)}
+    for nm, N, K, gain in (("wq", H * hd, d, 1.0), ("wk", G * hd, d, 1.0), ("wv", G * hd, d, 1.0),
+                           ("wo", d, H * hd, 0.5), ("wg", I, d, 1.0), ("wu", I, d, 1.0), ("wd", d, I, 0.5)):
+        W[nm] = to_f16(layer_weight(rng, N, K, gain))
+    out = layer_fp16_forward(cfg, W, h16, "%s/%s" % (STAGE_LF16, case))
+    changed_most(h16, out, case)
+    ins = [("h_in", h16)] + [(nm, W[nm]) for nm in ("wq", "wk", "wv", "wo", "wg", "wu", "wd", "ln1", "ln2")]
+    w.case(STAGE_LF16, case, seed, layer_params(cfg, T), ins, [("h_out", out)])
+
+
+def householder_orth(rng, n, nrefl=4):
+    """A dense orthogonal float64 matrix: a product of reflections I - 2 v v^T / (v^T v), formed with
+    elementwise products and sequential sums only (no BLAS: the bits do not depend on it)."""
+    Q = np.eye(n)
+    for _ in range(nrefl):
+        v = rng.standard_normal(n)
+        vv = seq_sum(v * v)
+        Q = Q - np.outer(seq_matmul(Q, v[:, None])[:, 0], v) * (2.0 / vv)
+    return Q
+
+
+def k8_of(Uk):
+    """Section 13's K8: a = max(max|Uk|, 1e-5), s = a/127 (double), code = clamp(rint(Uk/s), -128,
+    127), K8 = (float)(s * code)."""
+    a = max(float(np.abs(Uk).max()), 1e-5)
+    s = a / 127.0
+    code = np.minimum(np.maximum(np.rint(Uk / s), -128.0), 127.0)
+    return (s * code).astype(F32)
+
+
+def lq_case(w, tables, case, cfg, T, method, r_down=0):
+    """method: resq (r = d/8, r_h = hd/8, K8 of a random orthogonal basis after fq8, online
+    Hadamard), quarot (r = r_h = 0, K8 = H_hd^T in fp32 without fq8, online Hadamard) or rtn
+    (r = r_h = 0, no K8, no online Hadamard). Weights: random fp32, section 10 RTN scales
+    (mse 0), packed by section 11; o_proj's columns permuted (section 5) before quantization."""
+    seed = case_seed(STAGE_LQ, case)
+    rng = np.random.default_rng(seed)
+    d, H, G, hd, I = cfg["d"], cfg["H"], cfg["G"], cfg["hd"], cfg["I"]
+    qd, kd = H * hd, G * hd
+    if method == "resq":
+        r, rh = d // 8, hd // 8
+    else:
+        r, rh = 0, 0
+    L = {"r": r, "r_h": rh, "r_down": r_down, "online_hadamard": 1 if method != "rtn" else 0,
+         "qk_rot_no_prequant": 1 if method == "quarot" else 0}
+    h16 = to_f16(layer_stream(rng, T, d))
+    if method == "resq":
+        L["k8"] = k8_of(householder_orth(rng, hd))
+    elif method == "quarot":
+        k, m = had_dispatch(hd)
+        assert k == 1
+        Hd = sylvester_pm1(hd).astype(np.float64) / math.sqrt(hd)
+        L["k8"] = Hd.T.astype(F32)                            # K8[i][j] = (float)H_hd[j][i]
+    else:
+        L["k8"] = None
+    if L["online_hadamard"]:
+        assert had_dispatch(I) is not None
+    for nm, N, K, gain in (("wq", qd, d, 1.0), ("wk", kd, d, 1.0), ("wv", kd, d, 1.0), ("wo", d, qd, 0.5),
+                           ("wg", I, d, 1.0), ("wu", I, d, 1.0), ("wd", d, I, 0.5)):
+        W = layer_weight(rng, N, K, gain).astype(F32)
+        if nm == "wo":
+            W = np.ascontiguousarray(W[:, oproj_order(H, hd, rh)])      # GEMM K order: lo then hi
+            group, rr, khi = hd, rh, H * rh
+        elif nm == "wd":
+            group, rr, khi = I, r_down, r_down
+        else:
+            group, rr, khi = d, r, r
+        codes, s_lo, s_hi, _ = quant_weight(W, khi, 4, 8, 0)
+        L[nm] = pack_weight(codes, s_lo, s_hi, K, group, rr)
+    tag = "%s/%s" % (STAGE_LQ, case)
+    out, tp = layer_q4q8_forward(cfg, L, h16, tables, tag)
+    changed_most(h16, out, case)
+    params = layer_params(cfg, T) + ";r=%d;r_h=%d;r_down=%d;k8=%d;qk_rot_no_prequant=%d;online_hadamard=%d" % (
+        r, rh, r_down, 0 if L["k8"] is None else 1, L["qk_rot_no_prequant"], L["online_hadamard"])
+    ins = [("h_in", h16)]
+    if L["k8"] is not None:
+        ins.append(("k8", L["k8"]))
+    for nm in LQ_WEIGHTS:
+        ins += [("%s_%s" % (nm, f), L[nm]["w_" + f]) for f in LQ_WFILES]
+    outs = [("h_out", out)] + [("tap_" + nm, tp[nm]) for nm in LQ_TAPS]
+    w.case(STAGE_LQ, case, seed, params, ins, outs)
+
+
+def gen_layer(w, tables):
+    # FP16 form: GQA (H 2, G 1) and MHA (H 2, G 2, theta 5e5, eps 1e-6); T = 12 and 7
+    lf16_case(w, "gqa_d48_h2_g1_hd24_i64_t12", layer_cfg(48, 2, 1, 24, 64, 10000, "1e-05"), 12)
+    lf16_case(w, "mha_d32_h2_g2_hd16_i40_t7", layer_cfg(32, 2, 2, 16, 40, 500000, "1e-06"), 7)
+    # ResQ form: ResQ (r = d/8, r_h = hd/8, fq8 + K8, online H_96 = had12 x S_8), QuaRot-style
+    # (uniform 4-bit, fp32 K8 = H_16 without fq8, online H_80 = had40 x S_2), RTN (no rotation)
+    lq_case(w, tables, "resq_d64_h2_g1_hd32_i96_t8", layer_cfg(64, 2, 1, 32, 96, 10000, "1e-05"), 8, "resq")
+    lq_case(w, tables, "quarot_d32_h2_g2_hd16_i80_t7", layer_cfg(32, 2, 2, 16, 80, 500000, "1e-05"), 7, "quarot")
+    lq_case(w, tables, "rtn_d32_h4_g2_hd8_i40_t5", layer_cfg(32, 4, 2, 8, 40, 10000, "1e-05"), 5, "rtn")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=HERE, help="output directory (default: the script's directory)")
@@ -1675,6 +2072,7 @@ def main(argv=None):
     gen_gemm_f16(w)
     gen_gptq(w)
     gen_pca(w)
+    gen_layer(w, tables)
     w.write_manifest()
     for note in NOTES:
         print("note:", note, file=sys.stderr)

@@ -6,7 +6,8 @@
  *   golden_test --golden DIR --stage manifest          sha256 of every listed file
  *   golden_test --golden DIR --stage <stage> [--case C] [--metrics FILE]
  *   golden_cpu_test ... [--isa generic|avx512]          the CPU backend, every dispatch path
- *     (stages hadamard_f16, quant_act/kv path A, gemm_q4q8_f16, gemm_f16)
+ *     (stages hadamard_f16, quant_act/kv path A, gemm_q4q8_f16, gemm_f16, layer_fp16_f16,
+ *     layer_q4q8_f16)
  *
  * How each stage is compared (the contract decides, never a tuned tolerance):
  *   hadamard_f16, quant_act_f16_q4q8, quant_kv_f16_q4q8, quant_weight_f32,
@@ -18,6 +19,9 @@
  *     scales of the original W bit for bit, codes equal up to a derived number
  *     of rounding-boundary flips, objectives within a derived bound when the
  *     codes agree (see run_gptq).
+ *   layer_fp16_f16, layer_q4q8_f16 -- section 14: exact given the platform's libm (the
+ *     generator calls the same pow/cos/sin/exp and expf): h_out and, for the reference's ResQ
+ *     form, all 16 taps bit for bit (why: the comment opening the layer section).
  *   pca_f64 -- section 13: S bit for bit (exact products, fixed order); the
  *     eigensystem by Weyl (eigenvalues) and Davis-Kahan (projector, separated
  *     eigenvectors) from both solvers' measured backward errors; a relative
@@ -38,6 +42,7 @@
 #include "resq/gemm.h"
 #include "resq/gptq.h"
 #include "resq/hadamard.h"
+#include "resq/layer.h"
 #include "resq/pca.h"
 #include "resq/quant_act.h"
 #include "resq/quant_weight.h"
@@ -226,7 +231,8 @@ static void run_manifest(void) {
     const char *stage;
     int min_cases;
   } need[] = {{"hadamard_f16", 20}, {"quant_act_f16_q4q8", 15}, {"quant_kv_f16_q4q8", 3}, {"quant_weight_f32", 15},
-              {"gemm_q4q8_f16", 10}, {"gemm_f16", 5},           {"gptq_f64", 5},          {"pca_f64", 5}};
+              {"gemm_q4q8_f16", 10}, {"gemm_f16", 5},           {"gptq_f64", 5},          {"pca_f64", 5},
+              {"layer_fp16_f16", 2}, {"layer_q4q8_f16", 3}};
   for (size_t k = 0; k < sizeof need / sizeof need[0]; k++) {
     int n = golden_cases(&G, need[k].stage, NULL, 0);
     RC_CHECK(n >= need[k].min_cases, "stage %s has %d cases (at least %d expected)", need[k].stage, n,
@@ -945,6 +951,199 @@ static void run_pca(const char *c, const char *params) {
 }
 #endif /* !RESQ_GOLDEN_CPU */
 
+/* ------------------------------------------------------------------ layer_fp16_f16, layer_q4q8_f16 (section 14, exact) */
+
+/* Both forms of the decoder layer are exact given the platform's libm: every fp32 operation is
+ * one IEEE rounding in the contract's order (section 14.1-14.4), every reduction is a double sum
+ * in a pinned order rounded once, the GEMMs, quantizers and the Hadamard are sections 2-3 and 11
+ * (exact), and the transcendental functions are the C library's pow/cos/sin/exp (double: RoPE,
+ * attention) and expf (fp32: SiLU), which golden/gen_golden.py calls too (Python's math module
+ * and, for expf, ctypes into libm). So h_out and every tap are compared BIT FOR BIT; a
+ * difference is a deviation from the contract (or a libm different from the generator's: the
+ * generator notes the cases whose SiLU arguments hit glibc's non-correctly-rounded expf points). */
+
+/* the layer configuration of a case's params (d H G hd I theta eps) */
+static int layer_config_of(const char *params, resq_layer_config *c, long long *T) {
+  static const char *const keys[] = {"d", "H", "G", "hd", "I", "T"};
+  long long v[6];
+  char th[64], ep[64];
+  if (params_i64(params, keys, v, 6)) return -1;
+  if (!RC_CHECK(!golden_param_str(params, "theta", th, sizeof th) && !golden_param_str(params, "eps", ep, sizeof ep),
+                "%s/%s: params lack theta/eps", g_stage, g_case))
+    return -1;
+  c->d = v[0], c->H = v[1], c->G = v[2], c->hd = v[3], c->I = v[4];
+  c->rope_theta = strtod(th, NULL);
+  c->eps = strtof(ep, NULL); /* the decimal rounded once to fp32, as the generator's f32_of_decimal */
+  *T = v[5];
+  rc_note("d=%lld H=%lld G=%lld hd=%lld I=%lld T=%lld theta=%s eps=%s", v[0], v[1], v[2], v[3], v[4], v[5], th, ep);
+  return RC_CHECK(resq_layer_config_check(c) == RESQ_OK, "config: %s", resq_last_error()) ? 0 : -1;
+}
+
+static void run_layer_fp16(const char *c, const char *params) {
+  resq_layer_config cfg;
+  long long T;
+  if (layer_config_of(params, &cfg, &T)) return;
+  static const char *const names[] = {"h_in", "wq", "wk", "wv", "wo", "wg", "wu", "wd", "ln1", "ln2", "h_out"};
+  enum { NF = sizeof names / sizeof names[0] };
+  resq_array a[NF];
+  memset(a, 0, sizeof a);
+  int bad = 0;
+  for (int i = 0; i < NF; i++) {
+    char f[32];
+    snprintf(f, sizeof f, "%s.npy", names[i]);
+    bad |= load(c, f, &a[i]) != 0;
+  }
+  const size_t n = (size_t)(T * cfg.d);
+  uint16_t *y = zalloc(2 * n);
+  if (bad || !RC_CHECK(resq_array_numel(&a[0]) == (int64_t)n && resq_array_numel(&a[NF - 1]) == (int64_t)n,
+                       "h_in/h_out are not [T, d]"))
+    goto done;
+  resq_layer_fp16 w = {(const uint16_t *)a[1].data, (const uint16_t *)a[2].data, (const uint16_t *)a[3].data,
+                       (const uint16_t *)a[4].data, (const uint16_t *)a[5].data, (const uint16_t *)a[6].data,
+                       (const uint16_t *)a[7].data, (const float *)a[8].data,    (const float *)a[9].data};
+  const uint16_t *h = (const uint16_t *)a[0].data;
+#ifdef RESQ_GOLDEN_CPU
+  for (int i = 0; i < g_nisa; i++) {
+    bk_select(i);
+    resq_layer_fp16_cpu Lc;
+    if (!RC_CHECK(resq_layer_fp16_pack__cpu(&cfg, &w, &Lc) == RESQ_OK, "pack (%s): %s", g_bk, resq_last_error()))
+      continue;
+    size_t ws = resq_layer_fp16_workspace_size__cpu(&Lc, T);
+    void *work = malloc(ws ? ws : 1);
+    memset(y, 0xee, 2 * n);
+    resq_status st = resq_layer_fp16_forward__cpu(&cfg, &Lc, T, h, y, work, ws);
+    if (RC_CHECK(st == RESQ_OK, "forward (%s): %s", g_bk, resq_last_error()))
+      cmp_exact("h_out", y, a[NF - 1].data, n, E_F16);
+    free(work);
+    resq_layer_fp16_free__cpu(&Lc);
+  }
+#else
+  {
+    size_t ws = resq_layer_fp16_workspace_size(&cfg, T);
+    void *work = malloc(ws ? ws : 1);
+    resq_status st = resq_layer_fp16_forward__ref(&cfg, &w, T, h, y, work, ws);
+    if (RC_CHECK(st == RESQ_OK, "forward: %s", resq_last_error())) cmp_exact("h_out", y, a[NF - 1].data, n, E_F16);
+    free(work);
+  }
+#endif
+done:
+  free(y);
+  for (int i = 0; i < NF; i++) resq_array_free(&a[i]);
+}
+
+/* the prepared layer's seven packed weights: <w>_{q_lo,q_hi,scale_lo,scale_hi,sum_lo,sum_hi}.npy */
+enum { LQ_NW = 7, LQ_NWF = 6 };
+static const char *const k_lq_w[LQ_NW] = {"wq", "wk", "wv", "wo", "wg", "wu", "wd"};
+static const char *const k_lq_wf[LQ_NWF] = {"q_lo", "q_hi", "scale_lo", "scale_hi", "sum_lo", "sum_hi"};
+/* the taps of resq_layer_q4q8_forward_taps__ref, golden files tap_<name>.npy, in struct order */
+enum { LQ_NTAP = 16 };
+#ifndef RESQ_GOLDEN_CPU
+static const char *const k_lq_tap[LQ_NTAP] = {"a_attn", "q",     "k",    "v",     "q_rot", "k_rot", "k_cache", "v_cache",
+                                              "o",      "t_o",   "h_mid", "a_mlp", "g",     "u",     "z",       "t_down"};
+#endif
+
+static void run_layer_q4q8(const char *c, const char *params) {
+  resq_layer_config cfg;
+  long long T;
+  if (layer_config_of(params, &cfg, &T)) return;
+  static const char *const keys[] = {"r", "r_h", "r_down", "k8", "qk_rot_no_prequant", "online_hadamard"};
+  long long v[6];
+  if (params_i64(params, keys, v, 6)) return;
+  const int64_t d = cfg.d, hd = cfg.hd, qd = cfg.H * hd, kd = cfg.G * hd, I = cfg.I;
+  resq_layer_q4q8 L;
+  memset(&L, 0, sizeof L);
+  L.s_qkv = resq_qact_default(d), L.s_qkv.r = v[0];
+  L.s_gu = L.s_qkv;
+  L.s_o = resq_qact_default(qd), L.s_o.group = hd, L.s_o.r = v[1];
+  L.s_kv = resq_qact_default(kd), L.s_kv.group = hd, L.s_kv.r = v[1];
+  L.s_down = resq_qact_default(I), L.s_down.r = v[2];
+  L.s_qk8 = resq_qact_default(hd), L.s_qk8.r = hd; /* all 8-bit before K8 (section 14.5 step 6) */
+  L.qk_rot_no_prequant = (int)v[4];
+  L.online_hadamard = (int)v[5];
+  const resq_qact_params *wsplit[LQ_NW] = {&L.s_qkv, &L.s_qkv, &L.s_qkv, &L.s_o, &L.s_gu, &L.s_gu, &L.s_down};
+  const int64_t wN[LQ_NW] = {qd, kd, kd, d, I, I, d};
+  resq_qweight *wdst[LQ_NW] = {&L.wq, &L.wk, &L.wv, &L.wo, &L.wg, &L.wu, &L.wd};
+  resq_array wa[LQ_NW][LQ_NWF], h_in, h_out, k8, tw[LQ_NTAP];
+  memset(wa, 0, sizeof wa), memset(&k8, 0, sizeof k8), memset(tw, 0, sizeof tw);
+  static unsigned char dummy[64]; /* a non-NULL pointer for an empty part's zero-size arrays */
+  int bad = load(c, "h_in.npy", &h_in) != 0;
+  bad |= load(c, "h_out.npy", &h_out) != 0;
+  if (v[3]) bad |= load(c, "k8.npy", &k8) != 0;
+  for (int i = 0; i < LQ_NW; i++) {
+    resq_qact_layout lay;
+    if (!RC_CHECK(resq_gemm_check(wsplit[i], &lay) == RESQ_OK, "%s split: %s", k_lq_w[i], resq_last_error())) {
+      bad = 1;
+      continue;
+    }
+    void *p[LQ_NWF];
+    for (int f = 0; f < LQ_NWF; f++) {
+      char fn[64];
+      snprintf(fn, sizeof fn, "%s_%s.npy", k_lq_w[i], k_lq_wf[f]);
+      bad |= load(c, fn, &wa[i][f]) != 0;
+      p[f] = wa[i][f].data ? wa[i][f].data : dummy;
+    }
+    bad |= !RC_CHECK(wa[i][2].ndim == 1 && wa[i][2].shape[0] == wN[i], "%s: %lld rows expected", k_lq_w[i],
+                     (long long)wN[i]);
+    *wdst[i] = (resq_qweight){wN[i], (uint8_t *)p[0], lay.lo_bytes, (int8_t *)p[1], lay.hi_bytes,
+                              (float *)p[2], (float *)p[3], (int32_t *)p[4], (int32_t *)p[5]};
+  }
+  L.k8 = v[3] ? (const float *)k8.data : NULL;
+  const size_t n = (size_t)(T * d);
+  uint16_t *y = zalloc(2 * n);
+  if (bad || !RC_CHECK(resq_array_numel(&h_in) == (int64_t)n && resq_array_numel(&h_out) == (int64_t)n,
+                       "h_in/h_out are not [T, d]"))
+    goto done;
+  const uint16_t *h = (const uint16_t *)h_in.data;
+#ifdef RESQ_GOLDEN_CPU
+  /* the CPU form has no taps: h_out only (its stages are diffed against the reference by cpu_layer_test) */
+  for (int i = 0; i < g_nisa; i++) {
+    bk_select(i);
+    resq_layer_q4q8_cpu Lc;
+    if (!RC_CHECK(resq_layer_q4q8_pack__cpu(&cfg, &L, &Lc) == RESQ_OK, "pack (%s): %s", g_bk, resq_last_error()))
+      continue;
+    size_t ws = resq_layer_q4q8_workspace_size__cpu(&Lc, T);
+    void *work = malloc(ws ? ws : 1);
+    memset(y, 0xee, 2 * n);
+    resq_status st = resq_layer_q4q8_forward__cpu(&cfg, &Lc, T, h, y, work, ws);
+    if (RC_CHECK(st == RESQ_OK, "forward (%s): %s", g_bk, resq_last_error())) cmp_exact("h_out", y, h_out.data, n, E_F16);
+    free(work);
+    resq_layer_q4q8_free__cpu(&Lc);
+  }
+#else
+  {
+    /* the taps say which stage a mismatch starts at; every one is compared (bit for bit) */
+    float *tp[LQ_NTAP];
+    for (int k = 0; k < LQ_NTAP; k++) {
+      char fn[64];
+      snprintf(fn, sizeof fn, "tap_%s.npy", k_lq_tap[k]);
+      tp[k] = NULL;
+      if (load(c, fn, &tw[k]) == 0) tp[k] = zalloc(tw[k].nbytes);
+    }
+    resq_layer_q4q8_taps taps = {tp[0], tp[1], tp[2], tp[3],  tp[4],  tp[5],  tp[6],  tp[7],
+                                 tp[8], tp[9], tp[10], tp[11], tp[12], tp[13], tp[14], tp[15]};
+    size_t ws = resq_layer_q4q8_workspace_size(&cfg, T);
+    void *work = malloc(ws ? ws : 1);
+    resq_status st = resq_layer_q4q8_forward_taps__ref(&cfg, &L, T, h, y, &taps, work, ws);
+    if (RC_CHECK(st == RESQ_OK, "forward: %s", resq_last_error())) {
+      for (int k = 0; k < LQ_NTAP; k++) {
+        char what[64];
+        snprintf(what, sizeof what, "tap_%s", k_lq_tap[k]);
+        if (tp[k]) cmp_exact(what, tp[k], tw[k].data, (size_t)resq_array_numel(&tw[k]), E_F32);
+      }
+      cmp_exact("h_out", y, h_out.data, n, E_F16);
+    }
+    free(work);
+    for (int k = 0; k < LQ_NTAP; k++) free(tp[k]);
+  }
+#endif
+done:
+  free(y);
+  for (int i = 0; i < LQ_NW; i++)
+    for (int f = 0; f < LQ_NWF; f++) resq_array_free(&wa[i][f]);
+  for (int k = 0; k < LQ_NTAP; k++) resq_array_free(&tw[k]);
+  resq_array_free(&h_in), resq_array_free(&h_out), resq_array_free(&k8);
+}
+
 /* ------------------------------------------------------------------ main */
 
 typedef void (*runner)(const char *c, const char *params);
@@ -960,6 +1159,8 @@ static const struct {
     {"quant_kv_f16_q4q8", run_quant_kv},
     {"gemm_q4q8_f16", run_gemm_q4q8},
     {"gemm_f16", run_gemm_f16},
+    {"layer_fp16_f16", run_layer_fp16},
+    {"layer_q4q8_f16", run_layer_q4q8},
 #ifndef RESQ_GOLDEN_CPU
     {"quant_weight_f32", run_quant_weight},
     {"gptq_f64", run_gptq},
