@@ -37,6 +37,11 @@
    LAPACK/BLAS implementation in upstream's matrix form.
 6. pca_f64 (section 13): S exact, eigenpairs vs LAPACK, residual and
    orthogonality bounds, sign convention, gap, projector.
+6b. layer_fp16_f16 / layer_q4q8_f16 (section 14): shapes, packed weights, K8;
+   the FP16 form end to end and the ResQ form stage by stage (from each golden
+   tap) bit for bit against a scalar emulation with the C library's
+   pow/cos/sin/exp (math) and expf (ctypes); no output depends on glibc's
+   non-correctly-rounded expf points.
 7. Discrimination: deliberately wrong variants of every stage must each change
    some golden output.
 8. Determinism: the generator run twice into two temporary directories gives
