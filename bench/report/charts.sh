@@ -212,18 +212,19 @@ fi
 # ---------------------------------------------------------------- decoder layer
 if [ -s "$OUT/layer.tsv" ]; then
   awk -F'\t' -v D="$D" '
+    function lt(s,  u) { u = match(s, /_[^_]*$/); return u ? substr(s, 1, u - 1) " (" substr(s, u + 1) ")" : s }
     NR == 1 { next }
-    { f = D "/layer_" $1 "_" $2 ".dat"; print $9, $7, $5, $6 > f; if (!((ph = $1 "_" $2) in seen)) { seen[ph] = 1; list[++n] = ph } }
+    { f = D "/layer_" $1 "_" $2 "_" $14 ".dat"; print $9, $7, $5, $6 > f; if (!((ph = $1 "_" $2 "_" $14) in seen)) { seen[ph] = 1; list[++n] = ph } }
     END {
       g = D "/layer_speedup.gp"
-      print "set multiplot layout 1,2 title \"Decoder layer on the CPU backend: ResQ form vs 16-bit form, same weights (time(16-bit) / time(ResQ))\"" > g
+      print "set multiplot layout 1,2 title \"Decoder layer: ResQ form vs 16-bit form, same weights and backend (time(16-bit) / time(ResQ))\"" > g
       print "set logscale x 2; set grid; set key below horizontal font \",8\"; set bmargin 6; set yrange [0:*]; set xlabel \"batch\"" > g
       for (k = 1; k <= 2; k++) {
         ph = (k == 1 ? "prefill" : "decode")
         printf "set title \"%s\"; set ylabel \"speedup\"\n", (k == 1 ? "prefill: batch x 2048 tokens" : "decode proxy: batch new tokens (no KV cache)") > g
         cmd = ""
         for (i = 1; i <= n; i++) if (index(list[i], ph "_") == 1)
-          cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp pt 7 lw 2 t \"%s\"", D "/layer_" list[i] ".dat", substr(list[i], length(ph) + 2))
+          cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp pt 7 lw 2 t \"%s\"", D "/layer_" list[i] ".dat", lt(substr(list[i], length(ph) + 2)))
         if (cmd == "") cmd = "NaN t \"not measured\""
         print "plot " cmd ", 1 w l lc rgb \"black\" dt 3 t \"parity\"" > g
       }

@@ -186,7 +186,7 @@ if have offline.tsv; then
 fi
 if have layer.tsv; then
   echo "- **Decoder layer, ResQ vs 16-bit on the same weights** (time per layer; speedup = 16-bit time / ResQ time):"
-  awk -F'\t' 'NR > 1 { printf "  - %s %s %s: ResQ %s ms, 16-bit %s ms: **%sx**\n", $1, $2, $3, $5, $6, $7 }' "$T/layer.tsv"
+  awk -F'\t' 'NR > 1 { printf "  - %s %s %s (%s): ResQ %s ms, 16-bit %s ms: **%sx**\n", $1, $2, $3, $14, $5, $6, $7 }' "$T/layer.tsv"
 fi
 if [ -s "$T/layer_error.tsv" ]; then
   awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
@@ -519,7 +519,7 @@ echo
 echo "## Decoder layer: ResQ vs 16-bit on the same weights"
 echo
 if have layer.tsv; then
-  echo "bench_layer_cpu: one decoder layer on the CPU backend. ResQ form (\`resq_layer_q4q8_forward__cpu\`) vs the 16-bit form"
+  echo "bench_layer_cpu (and bench_layer_cuda where a GPU ran it; backend column): one decoder layer on the CPU backend. ResQ form (\`resq_layer_q4q8_forward__cpu\`) vs the 16-bit form"
   echo "(\`resq_layer_fp16_forward__cpu\`: fp16 weights, fp32 accumulation; resq/cpu.h explains the choice) on the same synthetic"
   echo "LLM-like f16 weights (resq/layer_synth.h): the ResQ form quantizes them by round-to-nearest with ResQ's splits (r = d/8"
   echo "hi columns, per-head o_proj and KV cache, INT4 down_proj, K8, online Hadamard) but without the PCA rotation (the"
@@ -529,8 +529,8 @@ if have layer.tsv; then
   echo "layer's weights streamed once from cold copies); the CPU backend has no KV-cache API, so attention covers the B tokens"
   echo "of the call rather than a 2048-token cache."
   echo
-  md "$T/layer.tsv" phase,config,shape,tokens,resq_ms,base_ms,speedup,resq_tok_s,base_tok_s \
-    "phase|config|shape|tokens per call|ResQ ms per layer|16-bit ms per layer|speedup|ResQ tokens/s|16-bit tokens/s"
+  md "$T/layer.tsv" backend,phase,config,shape,tokens,resq_ms,base_ms,speedup,resq_tok_s,base_tok_s \
+    "backend|phase|config|shape|tokens per call|ResQ ms per layer|16-bit ms per layer|speedup|ResQ tokens/s|16-bit tokens/s"
   echo
   echo "Both forms were checked against the reference forms (resq_layer_{q4q8,fp16}_forward__ref) bit for bit on a 4-token"
   echo "sequence before timing; each pair was measured back to back in one process. ResQ's error against the FP16 form on that"

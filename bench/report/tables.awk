@@ -213,7 +213,7 @@ END {
           g4(BW * inten / 1e9), g4(att / 1e9), (att > 0 ? g3(R[r, 13] / att) : "") > f
   }
 
-  # ---- decoder layer: ResQ form vs its 16-bit baseline (bench_layer_cpu)
+  # ---- decoder layer: ResQ form vs its 16-bit baseline (bench_layer_cpu, bench_layer_cuda)
   f = out "/layer.tsv"
   nl = 0
   for (r = 1; r <= nr; r++) {
@@ -221,14 +221,14 @@ END {
     base = lab(R[r, 16], "baseline")
     b = find(r, base)
     if (!nl++) print "phase", "config", "shape", "tokens", "resq_ms", "base_ms", "speedup", "baseline", "batch",
-                     "resq_tok_s", "base_tok_s", "layer_err", "same_process" > f
+                     "resq_tok_s", "base_tok_s", "layer_err", "same_process", "backend" > f
     ph = lab(R[r, 16], "phase"); B = par(R[r, 6], "batch")
     shape = ph == "prefill" ? "batch " B " x seq " par(R[r, 6], "seq") : "batch " B " (B new tokens, no KV cache)"
     tok = ctr(R[r, 18], "tokens") + 0
     print ph, lab(R[r, 16], "config"), shape, sprintf("%d", tok), g4(R[r, 9] / 1e6), (b == "" ? "" : g4(R[b, 9] / 1e6)),
           (b == "" ? "" : g3(R[b, 9] / R[r, 9])), base, B, g4(tok / (R[r, 9] / 1e9)),
           (b == "" ? "" : g4(tok / (R[b, 9] / 1e9))), g3(ctr(R[r, 18], "layer_err")),
-          (b != "" && R[b, 1] == R[r, 1] ? "yes" : "no") > f
+          (b != "" && R[b, 1] == R[r, 1] ? "yes" : "no"), R[r, 5] > f
   }
 
   # ---- what did not run
