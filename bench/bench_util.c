@@ -385,6 +385,21 @@ static void *probe_thread(void *v) {
   return NULL;
 }
 
+/* The probe's threads are placed explicitly, one per online CPU (thread t on CPU
+ * t mod n, the calling thread included): a thread created with pthread_create
+ * inherits its creator's affinity mask, and in a program that loaded libgomp with
+ * OMP_PROC_BIND=close (bench_gemm_cpu, for oneDNN) the main thread is pinned to one
+ * CPU, so unplaced probe threads would all share that CPU and measure one core's
+ * bandwidth (13 GB/s against 27 GB/s for two cores on the Emerald Rapids guest). */
+static void probe_place(pthread_attr_t *at, int t) {
+  long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+  if (ncpu < 1) ncpu = 1;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET((int)(t % ncpu), &set);
+  pthread_attr_setaffinity_np(at, sizeof set, &set);
+}
+
 double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads, int reps) {
   enum { MAXT = 64, MAXR = 15 };
   pthread_t th[MAXT];
@@ -396,6 +411,15 @@ double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads,
   if (reps < 1) reps = 1;
   if (reps > MAXR) reps = MAXR;
   for (int b = 0; b < n; b++) total += sizes[b] & ~(size_t)255;
+  /* the calling thread runs part 0 on CPU 0 for the probe's duration, then gets its mask back */
+  cpu_set_t saved;
+  const int have_saved = pthread_getaffinity_np(pthread_self(), sizeof saved, &saved) == 0;
+  {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(0, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+  }
   for (int r = 0; r < reps; r++) {
     double t0 = rb_now();
     for (int t = 0; t < threads; t++) {
@@ -403,12 +427,24 @@ double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads,
 #ifdef RB_X86
       args[t].avx512 = __builtin_cpu_supports("avx512f");
 #endif
-      if (t > 0 && pthread_create(&th[t], NULL, probe_thread, &args[t]) != 0) return 0.0;
+      if (t > 0) {
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        probe_place(&at, t);
+        int e = pthread_create(&th[t], &at, probe_thread, &args[t]);
+        pthread_attr_destroy(&at);
+        if (e != 0) {
+          for (int u = 1; u < t; u++) pthread_join(th[u], NULL);
+          if (have_saved) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
+          return 0.0;
+        }
+      }
     }
     probe_thread(&args[0]);
     for (int t = 1; t < threads; t++) pthread_join(th[t], NULL);
     rate[r] = (double)total / (rb_now() - t0);
   }
+  if (have_saved) pthread_setaffinity_np(pthread_self(), sizeof saved, &saved);
   for (int i = 1; i < reps; i++)
     for (int j = i; j > 0 && rate[j - 1] > rate[j]; j--) {
       double x = rate[j];
