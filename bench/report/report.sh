@@ -292,6 +292,9 @@ echo "|---|---|---|---|"
 while IFS='|' read -r st what; do
   b=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 == "ok" && !seen[$5]++ { printf "%s%s", (n++ ? ", " : ""), $5 }' "$T/results.tsv")
   opt=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 == "ok" && $5 != "ref" { print "yes"; exit }' "$T/results.tsv")
+  # an optimized backend that is built but could not run here (CUDA without a GPU) is not "none"
+  [ -n "$opt" ] || opt=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $5 != "ref" && !seen[$5]++ { l = l (l == "" ? "" : ", ") $5 }
+                             END { if (l != "") print "yes (" l "): built, not run here" }' "$T/results.tsv")
   if [ -z "$b" ]; then
     nsk=$(awk -F'\t' -v s="$st" 'NR > 1 && $4 == s && $7 != "ok"' "$T/results.tsv" | wc -l)
     if [ "$nsk" -gt 0 ]; then b="none measured: $nsk benchmark(s) skipped or failed (see above)"
@@ -570,8 +573,8 @@ if [ -s "$T/layer_error.tsv" ]; then
   if [ -s "$T/layer_error_outliers.tsv" ]; then
     echo "### Against the magnitude of the outlier channels"
     echo
-    echo "The same layer (seed 0, GPTQ weights, \\`--w-clip off\\`) with its outlier channels drawn in"
-    echo "[lo, hi] times the typical channel (\\`--outlier-lo lo --outlier-hi hi\\`):"
+    echo "The same layer (seed 0, GPTQ weights, \`--w-clip off\`) with its outlier channels drawn in"
+    echo "[lo, hi] times the typical channel (\`--outlier-lo lo --outlier-hi hi\`):"
     echo
     awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
       { k = $(c["outlier_lo"]) "-" $(c["outlier_hi"]); if (!(k in seen)) { seen[k] = 1; o[++no] = k }

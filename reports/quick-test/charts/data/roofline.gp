@@ -1,5 +1,0 @@
-set title "Roofline: measured read bandwidth 4.679 GB/s and instruction ceilings (2MNK/t vs 2MNK / bytes moved)"
-set logscale xy; set grid; set key bottom right font ",8" opaque
-set xlabel "arithmetic intensity (ops per byte of weights + activations + output)"; set ylabel "GOPS"
-set xrange [0.2497:62.72]
-plot (x*4.679 < 196.7 ? x*4.679 : 196.7) w l lc rgb "gray35" lw 1.5 dt 2 t "roof: fma_f32 196.7 GOPS", (x*4.679 < 346.3 ? x*4.679 : 346.3) w l lc rgb "gray50" lw 1.5 dt 3 t "roof: dpbusd 346.3 GOPS", (x*4.679 < 143.4 ? x*4.679 : 143.4) w l lc rgb "gray65" lw 1.5 dt 4 t "roof: dpbf16 143.4 GOPS", "/work/main/reports/quick-test/charts/data/roofline_1.dat" u 1:2 w p lc 1 pt 7 ps 1.2 t "gemm_bf16_f32__onednn", "/work/main/reports/quick-test/charts/data/roofline_2.dat" u 1:2 w p lc 2 pt 9 ps 1.2 t "gemm_u8s8_f32__onednn", "/work/main/reports/quick-test/charts/data/roofline_3.dat" u 1:2 w p lc 3 pt 11 ps 1.2 t "gemm_f32__openblas", "/work/main/reports/quick-test/charts/data/roofline_4.dat" u 1:2 w p lc 4 pt 5 ps 1.2 t "gemv_f32__openblas"

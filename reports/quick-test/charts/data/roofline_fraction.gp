@@ -1,4 +1,0 @@
-set title "Fraction of the attainable roofline min(peak, bandwidth x intensity), median over layer shapes"
-set logscale x 2; set grid; set key top left font ",8" opaque; set yrange [0:*]
-set xlabel "M (tokens)"; set ylabel "achieved / attainable"
-plot "/work/main/reports/quick-test/charts/data/roofline_fraction_1.dat" u 1:2:3:4 w yerrorlines lc 1 pt 7 lw 2 t "gemm_bf16_f32__onednn (bars: min..max)", "/work/main/reports/quick-test/charts/data/roofline_fraction_2.dat" u 1:2:3:4 w yerrorlines lc 2 pt 7 lw 2 t "gemm_u8s8_f32__onednn (bars: min..max)", "/work/main/reports/quick-test/charts/data/roofline_fraction_3.dat" u 1:2:3:4 w yerrorlines lc 3 pt 7 lw 2 t "gemm_f32__openblas (bars: min..max)", "/work/main/reports/quick-test/charts/data/roofline_fraction_4.dat" u 1:2:3:4 w yerrorlines lc 4 pt 7 lw 2 t "gemv_f32__openblas (bars: min..max)", 1 w l lc rgb "black" dt 3 notitle
