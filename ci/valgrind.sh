@@ -88,6 +88,7 @@ vg 0 "gemm FP16"                    gemm --x x.npy --w wh.npy --out-dtype f32 --
 vg 0 "pca two files"                pca --x x.npy,xb.npy --r 16 --seed 2 --out o13
 vg 0 "gptq act-order"               gptq --w w.npy --x x.npy,xf.npy --act-order --out o14
 vg 0 "gptq group-size, mse"         gptq --w w.npy --x x.npy --group-size 16 --bits-lo 3 --mse --out o15
+vg 0 "fuse input side, U of pca"   fuse --w w.npy --u o13/U.npy --side input --out o16
 vg 0 "help"                         --help
 vg 0 "stage help"                   gptq --help
 vg 0 "version"                      --version

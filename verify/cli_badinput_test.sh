@@ -88,6 +88,11 @@ cd "$T" || exit 1
 "$TOOL" fill f16 0,64 0 x0.npy
 "$TOOL" fill f32 0,64 0 w0.npy
 "$TOOL" fill f16 0,3,64 0 xb0.npy           # 3-D calibration batch with B = 0 sequences
+"$TOOL" fill f64 64,64 0.125 u64.npy           # a (non-orthogonal) basis for `resq fuse`: fusion needs no orthogonality
+"$TOOL" fill f64 64,32 0.125 u64x32.npy
+"$TOOL" fill f64 64,64 nan unan.npy
+"$TOOL" fill f16 64,64 0.125 u64h.npy
+"$TOOL" fill f64 2,16,16 0.25 uv.npy
 "$RESQ" quant-act --x x.npy --out qa >/dev/null
 "$RESQ" quant-act --x x.npy --group 32 --out qa_g32 >/dev/null
 "$RESQ" quant-act --x x0.npy --out qa0 >/dev/null
@@ -134,6 +139,7 @@ refuse dtype "f32 signs (hadamard)" 1 hadamard "expected i8" "$RESQ" hadamard --
 refuse dtype "f16 bias (gemm)" 1 gemm "must be f32" "$RESQ" gemm --xq qa --wq qw --k 64 --bias b16h.npy
 refuse dtype "f32 x in the FP16 GEMM" 1 gemm "needs f16" "$RESQ" gemm --x w.npy --w wh.npy
 refuse dtype "swapped operand dirs (gemm)" 1 gemm "expected" "$RESQ" gemm --xq qw --wq qa --k 64
+refuse dtype "f16 basis (fuse --u)" 1 fuse "dtype f16 is not accepted (f64, or f32" "$RESQ" fuse --w w.npy --u u64h.npy --side input
 
 # ---------------------------------------------------------------- shape
 refuse shape "signs length != n (hadamard)" 1 hadamard "shape must be [96]" "$RESQ" hadamard --x x96.npy --signs s64.npy
@@ -145,6 +151,9 @@ refuse shape "--k disagrees with the operands (gemm)" 1 gemm "expected" "$RESQ" 
 refuse shape "bias length != N (gemm)" 1 gemm "expected f32 [16]" "$RESQ" gemm --xq qa --wq qw --k 64 --bias b15.npy
 refuse shape "[T, H, HD] with HD != --head-dim (quant-kv)" 1 quant-kv "!= --head-dim" "$RESQ" quant-kv --x kv3.npy --head-dim 16
 refuse shape "1-D weight (quant-weight)" 1 quant-weight "2-D" "$RESQ" quant-weight --w s64f.npy
+refuse shape "U not square (fuse)" 1 fuse "U [64, 32] is not square" "$RESQ" fuse --w w.npy --u u64x32.npy --side input
+refuse shape "U order != N of W (fuse --side output)" 1 fuse "needs n = N (the rows of W) = 16" "$RESQ" fuse --w w.npy --u u64.npy --side output
+refuse shape "v_proj rows != G*hd (fuse)" 1 fuse "needs G*hd = 2*16 = 32" "$RESQ" fuse --w w.npy --u uv.npy --side v-proj --kv-heads 2 --head-dim 16
 
 # ---------------------------------------------------------------- group
 refuse group "K % group (quant-act)" 1 quant-act "group" "$RESQ" quant-act --x x.npy --group 48
@@ -154,12 +163,15 @@ refuse group "K % group (gptq packing)" 1 gptq "must be a multiple" "$RESQ" gptq
 refuse group "--group-size not dividing K-R (gptq)" 1 gptq "group" "$RESQ" gptq --w w.npy --x x.npy --bits-lo 3 --group-size 5
 refuse group "--group disagrees with the operands (gemm)" 1 gemm "groups" "$RESQ" gemm --xq qa --wq qw --k 64 --group 32
 refuse group "r larger than the group (quant-act)" 1 quant-act "r" "$RESQ" quant-act --x x.npy --group 32 --r 33
+refuse group "H % G != 0 (fuse --side o-proj)" 1 fuse "--heads 3 is not a multiple of --kv-heads 2" "$RESQ" fuse --w w.npy --u uv.npy --side o-proj --heads 3 --kv-heads 2 --head-dim 16
 
 # ---------------------------------------------------------------- hadamard-size
 refuse hadamard-size "n = 100 (names 96 and 104)" 1 hadamard "nearest supported sizes are 96 and 104" "$RESQ" hadamard --x x100.npy
 refuse hadamard-size "n = 100, offline weight form" 1 hadamard "nearest supported sizes" "$RESQ" hadamard --x x100.npy --weight input
 "$TOOL" header f16 0,134217728 xhuge_n.npy   # zero rows of n = 2^27: nothing to read, n alone is refused
 refuse hadamard-size "n = 2^27 > 2^26" 1 hadamard "exceeds the maximum" "$RESQ" hadamard --x xhuge_n.npy
+"$TOOL" fill f32 64,100 randn:3 wd100.npy
+refuse hadamard-size "down_proj I = 100 (fuse)" 1 fuse "nearest supported sizes are 96 and 104" "$RESQ" fuse --w wd100.npy --u u64.npy --side down-proj
 
 # ---------------------------------------------------------------- nonfinite
 refuse nonfinite "NaN activation (quant-act)" 1 quant-act "NaN" "$RESQ" quant-act --x xnan.npy
@@ -170,6 +182,8 @@ refuse nonfinite "NaN weight (quant-weight)" 1 quant-weight "NaN" "$RESQ" quant-
 refuse nonfinite "NaN weight (gptq --w)" 1 gptq "NaN" "$RESQ" gptq --w wnan.npy --x x.npy
 refuse nonfinite "Inf weight (gemm FP16 w)" 1 gemm "NaN or Inf" "$RESQ" gemm --x x.npy --w whinf.npy
 refuse nonfinite "NaN weight (hadamard --weight)" 1 hadamard "NaN" "$RESQ" hadamard --x wnan.npy --weight input
+refuse nonfinite "NaN weight (fuse --w)" 1 fuse "W[0][0] is NaN or Inf" "$RESQ" fuse --w wnan.npy --u u64.npy --side input
+refuse nonfinite "NaN basis (fuse --u)" 1 fuse "U[0][0] is NaN or Inf" "$RESQ" fuse --w w.npy --u unan.npy --side input
 refuse nonfinite "NaN calibration, 2nd file (pca)" 1 pca "NaN" "$RESQ" pca --x x.npy,xnan.npy
 refuse nonfinite "bf16 NaN calibration (pca)" 1 pca "NaN" "$RESQ" pca --x xnanb.npy
 refuse nonfinite "NaN calibration (gptq --x)" 1 gptq "NaN" "$RESQ" gptq --w w.npy --x xnan.npy
@@ -239,6 +253,7 @@ refuse absurd "header claims 4 GiB of header (hadamard)" 1 hadamard "limit" "${L
 refuse absurd "0 rows of K = 2^40 (quant-act)" 1 quant-act "refused before allocating" "${LIMITED[@]}" "$RESQ" quant-act --x k_absurd.npy
 refuse absurd "d = 20000 > 16384 (pca)" 1 pca "exceeds the maximum 16384" "${LIMITED[@]}" "$RESQ" pca --x d20000.npy
 refuse absurd "K = 40000 > 32768 (gptq)" 1 gptq "exceeds the maximum 32768" "${LIMITED[@]}" "$RESQ" gptq --w k40000.npy --x d20000.npy
+refuse absurd "basis order 20000 > 16384 (fuse, before reading --u)" 1 fuse "exceeds the maximum 16384; refused before reading --u" "${LIMITED[@]}" "$RESQ" fuse --w d20000.npy --u absurd.npy --side input
 refuse absurd "GEMM output > 1 TiB (gemm FP16)" 1 gemm "refused before allocating" "${LIMITED[@]}" "$RESQ" gemm --x m_big.npy --w n_big.npy
 refuse absurd "2^40 x 2^40 x K=0 GEMM (gemm FP16)" 1 gemm "refused before allocating" "${LIMITED[@]}" "$RESQ" gemm --x "$SEEDS/huge_zero_dim.npy" --w "$SEEDS/huge_zero_dim.npy"
 if [ ${#LIMITED[@]} -gt 0 ]; then

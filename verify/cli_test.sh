@@ -144,5 +144,107 @@ left=$(ls -A "$T/o25")
   && ok || fail "--weight output transforms columns of a [n, N] weight"
 expect_error "--weight on a 1-D array" 1 " hadamard: " "$T/w2" "$RESQ" hadamard --x "$T/signs32.npy" --weight input --out "$T/w2"
 
+# ---------------------------------------------------------------- fuse
+# `resq fuse` (ref/CONTRACT.md s.13 fusion). fuse_cli_check (verify/fuse_cli_check.c) is built
+# next to npy_tool: the library call for a bit-for-bit comparison, a transpose, a block-diagonal
+# assembly, and the round-trip error bound derived in its source.
+FCHK=$(dirname "$TOOL")/fuse_cli_check
+if [ ! -x "$FCHK" ]; then
+  fail "fuse: helper $FCHK not built (cmake --build <dir> --target fuse_cli_check)"
+else
+  F=$T/fuse; mkdir -p "$F"
+  "$RESQ" fuse --help | grep -q "outputs" && ok || fail "resq fuse --help documents its outputs"
+  "$RESQ" --help | grep -q "^  fuse " && ok || fail "resq --help lists fuse"
+  "$TOOL" fill f32 200,64 randn:21 "$F/cal.npy"
+  "$TOOL" fill f32 48,64 randn:22 "$F/w.npy"
+  "$TOOL" fill f16 48,64 randn:23 "$F/wh.npy"
+  "$TOOL" fill u16 32,64 randn:24 "$F/wb.npy"
+  "$RESQ" pca --x "$F/cal.npy" --r 8 --seed 3 --out "$F/p" && [ "$("$TOOL" info "$F/p/U.npy")" = "f64 64,64" ] && ok \
+    || fail "fuse: resq pca makes U.npy f64 [64, 64] for the fuse cases"
+  # (1) input side with U from pca == the library call, bit for bit (f32, f16 and bf16 W)
+  for wv in w wh wb; do
+    "$RESQ" fuse --w "$F/$wv.npy" --u "$F/p/U.npy" --side input --out "$F/in_$wv" \
+      && "$FCHK" ref input "$F/$wv.npy" "$F/p/U.npy" "$F/ref_in_$wv.npy" && "$TOOL" cmp "$F/in_$wv/w.npy" "$F/ref_in_$wv.npy" \
+      && ok || fail "fuse: --side input ($wv.npy, U of pca) differs from resq_fuse_input_f32__ref"
+  done
+  # output side (W [64, 40]: n = N = 64) == the library call
+  "$TOOL" fill f32 64,40 randn:25 "$F/wo.npy"
+  "$RESQ" fuse --w "$F/wo.npy" --u "$F/p/U.npy" --side output --out "$F/out" \
+    && "$FCHK" ref output "$F/wo.npy" "$F/p/U.npy" "$F/ref_out.npy" && "$TOOL" cmp "$F/out/w.npy" "$F/ref_out.npy" \
+    && ok || fail "fuse: --side output differs from resq_fuse_output_f32__ref"
+  # an f32 U is widened exactly: the same bits as the f64 U holding the same values
+  "$FCHK" transpose "$F/p/U.npy" "$F/Ut.npy"
+  "$TOOL" fill f32 64,64 randn:26 "$F/u32.npy"
+  "$RESQ" fuse --w "$F/w.npy" --u "$F/u32.npy" --side input --out "$F/u32o" \
+    && "$FCHK" ref input "$F/w.npy" "$F/u32.npy" "$F/ref_u32.npy" && "$TOOL" cmp "$F/u32o/w.npy" "$F/ref_u32.npy" \
+    && ok || fail "fuse: f32 U differs from the library call on the widened U"
+  # --out-dtype f16: the fp32 result rounded once, nearest-even
+  "$RESQ" fuse --w "$F/w.npy" --u "$F/p/U.npy" --side input --out-dtype f16 --out "$F/in_h" \
+    && "$FCHK" tof16 "$F/in_w/w.npy" "$F/ref_in_h.npy" && "$TOOL" cmp "$F/in_h/w.npy" "$F/ref_in_h.npy" \
+    && ok || fail "fuse: --out-dtype f16 is not RNE(fp32 result)"
+  # (2) orthogonal round trip: fuse with U, then with U^T, gives W back within the bound of fuse_cli_check.c
+  if "$RESQ" fuse --w "$F/in_w/w.npy" --u "$F/Ut.npy" --side input --out "$F/rt" \
+      && msg=$("$FCHK" roundtrip "$F/w.npy" "$F/p/U.npy" "$F/in_w/w.npy" "$F/rt/w.npy"); then
+    ok; echo "ok   fuse round trip: $msg"
+  else fail "fuse: input side with U then U^T does not give W back within the derived bound (${msg:-})"; fi
+  # the bound can fail: W U itself is not W
+  "$FCHK" roundtrip "$F/w.npy" "$F/p/U.npy" "$F/in_w/w.npy" "$F/in_w/w.npy" >/dev/null && fail "fuse: round-trip check accepts W U as W" || ok
+  # v-proj (G = 2, hd = 16, W [32, 64]) == the output side with blockdiag(U_v[0], U_v[1]), bit for bit
+  # (the zero blocks add exact zeros to nonzero sums); [G, hd, hd] and [G*hd, hd] bases agree
+  "$TOOL" fill f64 2,16,16 randn:27 "$F/uv.npy"
+  "$TOOL" fill f32 32,64 randn:28 "$F/wv.npy"
+  "$FCHK" blockdiag "$F/uv.npy" 1 "$F/bd1.npy"
+  "$RESQ" fuse --w "$F/wv.npy" --u "$F/uv.npy" --side v-proj --kv-heads 2 --head-dim 16 --out "$F/v" \
+    && "$RESQ" fuse --w "$F/wv.npy" --u "$F/bd1.npy" --side output --out "$F/vbd" && "$TOOL" cmp "$F/v/w.npy" "$F/vbd/w.npy" \
+    && ok || fail "fuse: --side v-proj differs from --side output with blockdiag(U_v)"
+  "$TOOL" fill f64 32,16 randn:27 "$F/uv2d.npy"   # the same values as [G*hd, hd] (same generator stream)
+  "$TOOL" cmpdata "$F/uv2d.npy" "$F/uv.npy" \
+    && "$RESQ" fuse --w "$F/wv.npy" --u "$F/uv2d.npy" --side v-proj --kv-heads 2 --head-dim 16 --out "$F/v2" \
+    && "$TOOL" cmp "$F/v/w.npy" "$F/v2/w.npy" && ok || fail "fuse: [G*hd, hd] value bases differ from [G, hd, hd]"
+  # o-proj (H = 4, G = 2, hd = 16, W [48, 64]) == the input side with blockdiag(U_v[0], U_v[0], U_v[1], U_v[1])
+  "$FCHK" blockdiag "$F/uv.npy" 2 "$F/bd2.npy"
+  "$RESQ" fuse --w "$F/w.npy" --u "$F/uv.npy" --side o-proj --heads 4 --kv-heads 2 --head-dim 16 --out "$F/o" \
+    && "$RESQ" fuse --w "$F/w.npy" --u "$F/bd2.npy" --side input --out "$F/obd" && "$TOOL" cmp "$F/o/w.npy" "$F/obd/w.npy" \
+    && ok || fail "fuse: --side o-proj differs from --side input with blockdiag(U_v[h / (H/G)])"
+  # down-proj (d = 64, I = 96, random signs) == --side output, then `resq hadamard --weight input --signs`
+  "$TOOL" fill f32 64,96 randn:29 "$F/wd.npy"
+  "$RESQ" hadamard --x "$F/wd.npy" --sign-seed 7 --weight input --out "$F/sg" >/dev/null
+  "$RESQ" fuse --w "$F/wd.npy" --u "$F/p/U.npy" --side down-proj --signs "$F/sg/signs.npy" --out "$F/d" \
+    && "$RESQ" fuse --w "$F/wd.npy" --u "$F/p/U.npy" --side output --out "$F/dout" \
+    && "$RESQ" hadamard --x "$F/dout/w.npy" --weight input --signs "$F/sg/signs.npy" --out "$F/dh" \
+    && "$TOOL" cmp "$F/d/w.npy" "$F/dh/y.npy" && ok || fail "fuse: --side down-proj differs from output side + offline Hadamard"
+  # (3) bad input: exit 1 (2 for usage), one error line, nothing in the output directory
+  "$TOOL" fill f64 64,32 0.5 "$F/u_rect.npy"
+  "$TOOL" fill f64 32,32 0.5 "$F/u32x32.npy"
+  "$TOOL" fill f16 64,64 0.5 "$F/u_f16.npy"
+  "$TOOL" fill f64 64,64 nan "$F/u_nan.npy"
+  "$TOOL" fill f32 48,64 nan "$F/w_nan.npy"
+  "$TOOL" fill f32 64,100 randn:30 "$F/wd100.npy"
+  "$TOOL" fill f32 1,20000 1 "$F/w20000.npy"
+  "$TOOL" fill f32 2,64 60000 "$F/wbig.npy"
+  "$TOOL" fill f64 64,64 2 "$F/u2.npy"
+  expect_error "fuse: U not square"          1 " fuse: " "$F/b1" "$RESQ" fuse --w "$F/w.npy" --u "$F/u_rect.npy" --side input --out "$F/b1"
+  expect_error "fuse: U order != K"          1 " fuse: " "$F/b2" "$RESQ" fuse --w "$F/w.npy" --u "$F/u32x32.npy" --side input --out "$F/b2"
+  expect_error "fuse: U order != N (output)" 1 " fuse: " "$F/b3" "$RESQ" fuse --w "$F/w.npy" --u "$F/p/U.npy" --side output --out "$F/b3"
+  expect_error "fuse: NaN in W"              1 " fuse: " "$F/b4" "$RESQ" fuse --w "$F/w_nan.npy" --u "$F/p/U.npy" --side input --out "$F/b4"
+  expect_error "fuse: NaN in U"              1 " fuse: " "$F/b5" "$RESQ" fuse --w "$F/w.npy" --u "$F/u_nan.npy" --side input --out "$F/b5"
+  expect_error "fuse: H % G != 0"            1 " fuse: " "$F/b6" "$RESQ" fuse --w "$F/w.npy" --u "$F/uv.npy" --side o-proj --heads 3 --kv-heads 2 --head-dim 16 --out "$F/b6"
+  expect_error "fuse: v-proj rows != G*hd"   1 " fuse: " "$F/b7" "$RESQ" fuse --w "$F/w.npy" --u "$F/uv.npy" --side v-proj --kv-heads 2 --head-dim 16 --out "$F/b7"
+  expect_error "fuse: value bases of wrong shape" 1 " fuse: " "$F/b8" "$RESQ" fuse --w "$F/wv.npy" --u "$F/p/U.npy" --side v-proj --kv-heads 2 --head-dim 16 --out "$F/b8"
+  expect_error "fuse: f16 U"                 1 " fuse: " "$F/b9" "$RESQ" fuse --w "$F/w.npy" --u "$F/u_f16.npy" --side input --out "$F/b9"
+  expect_error "fuse: down-proj I = 100"     1 " fuse: " "$F/b10" "$RESQ" fuse --w "$F/wd100.npy" --u "$F/p/U.npy" --side down-proj --out "$F/b10"
+  expect_error "fuse: n = 20000 > 16384"     1 " fuse: " "$F/b11" "$RESQ" fuse --w "$F/w20000.npy" --u "$F/none.npy" --side input --out "$F/b11"
+  expect_error "fuse: f16 output overflows"  1 " fuse: " "$F/b12" "$RESQ" fuse --w "$F/wbig.npy" --u "$F/u2.npy" --side input --out-dtype f16 --out "$F/b12"
+  expect_error "fuse: signs shape"           1 " fuse: " "$F/b13" "$RESQ" fuse --w "$F/wd.npy" --u "$F/p/U.npy" --side down-proj --signs "$T/signs32.npy" --out "$F/b13"
+  expect_error "fuse: unknown side"          2 " fuse: " "$F/b14" "$RESQ" fuse --w "$F/w.npy" --u "$F/p/U.npy" --side diagonal --out "$F/b14"
+  expect_error "fuse: v-proj without --kv-heads" 2 " fuse: " "$F/b15" "$RESQ" fuse --w "$F/wv.npy" --u "$F/uv.npy" --side v-proj --head-dim 16 --out "$F/b15"
+  expect_error "fuse: --signs on the input side" 2 " fuse: " "$F/b16" "$RESQ" fuse --w "$F/w.npy" --u "$F/p/U.npy" --side input --signs "$F/sg/signs.npy" --out "$F/b16"
+  expect_error "fuse: missing --u"           2 " fuse: " "$F/b17" "$RESQ" fuse --w "$F/w.npy" --side input --out "$F/b17"
+  "$RESQ" fuse --w "$F/w.npy" --u "$F/u_rect.npy" --side input --out "$F/b18" 2>&1 | grep -q "is not square" && ok \
+    || fail "fuse: a non-square U is named as such"
+  "$RESQ" fuse --w "$F/w.npy" --u "$F/uv.npy" --side o-proj --heads 3 --kv-heads 2 --head-dim 16 --out "$F/b19" 2>&1 \
+    | grep -q "not a multiple of --kv-heads" && ok || fail "fuse: H % G != 0 is named as such"
+fi
+
 echo "cli_test: $checks checks, $fails failures"
 [ $checks -gt 0 ] && [ $fails -eq 0 ]

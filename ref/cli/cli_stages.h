@@ -9,6 +9,7 @@ int cli_quant_weight(int argc, char **argv);
 int cli_gemm(int argc, char **argv);
 int cli_pca(int argc, char **argv);
 int cli_gptq(int argc, char **argv);
+int cli_fuse(int argc, char **argv);
 int cli_layer(int argc, char **argv);
 int cli_layer_error(int argc, char **argv);
 #endif

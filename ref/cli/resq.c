@@ -20,6 +20,7 @@ static const stage_entry k_stages[] = {
     {"quant-weight", cli_quant_weight, "symmetric per-channel 4/8-bit weight quantization (RTN) + GEMM packing"},
     {"gemm", cli_gemm, "mixed INT4/INT8 GEMM on quantized operands, or the FP16 baseline"},
     {"pca", cli_pca, "PCA basis of calibration batches + random in-subspace rotation: U = U_pca R"},
+    {"fuse", cli_fuse, "offline fusion of a rotation into a weight: W U, U^T W, per-head v/o_proj, down_proj + H_I"},
     {"gptq", cli_gptq, "GPTQ of a weight (mixed lo/hi quantizer) from calibration batches, vs RTN objective"},
     {"layer", cli_layer, "one decoder layer (FP16, fp32, ResQ, QuaRot-style or RTN) on NPY weights and input"},
     {"layer-error", cli_layer_error, "layer error of ResQ vs QuaRot-style vs RTN on a synthetic LLM-like layer"},
