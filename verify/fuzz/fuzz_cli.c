@@ -12,7 +12,7 @@
  * Every run happens inside a private sandbox directory (created by
  * LLVMFuzzerInitialize, removed at exit) that holds a fixed set of small input
  * files, valid and broken, plus a quant-act and a quant-weight output directory
- * (qa/, qw/) for `resq gemm`. Arguments may only name files in the sandbox: an
+ * (qa/, qw/) for `resq gemm` and an orthogonal basis U.npy for `resq fuse`. Arguments may only name files in the sandbox: an
  * input with '/' or ".." in any argument, or whose --out names a sandbox input
  * (or "."), is skipped, so a run never writes outside the sandbox nor changes
  * the inputs the next run sees. After each run everything the run created is
@@ -187,6 +187,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   char *qw[] = {"quant-weight", "--w", "w.npy", "--out", "qw"};
   PROP(run_resq(5, qa) == 0);
   PROP(run_resq(5, qw) == 0);
+  /* an orthogonal f64 basis U.npy [64, 64] for `resq fuse` (arguments may not contain '/',
+   * so the pca output is moved into the sandbox root) */
+  char *pu[] = {"pca", "--x", "x.npy", "--out", "pu"};
+  PROP(run_resq(5, pu) == 0);
+  PROP(rename("pu/U.npy", "U.npy") == 0);
   DIR *d = opendir(".");
   PROP(d != NULL);
   struct dirent *e;
