@@ -64,6 +64,7 @@
 #include "resq/rng.h"
 #include "resq/status.h"
 #include "resq_bench.h"
+#include "bench_layer_common.h"
 
 #define CHECK_T 4
 #define SYNTH_SEED 2024
@@ -80,9 +81,7 @@ typedef struct layer_state {
   resq_layer_synth syn;
   /* ResQ form: canonical (reference) and the CPU copies */
   resq_layer_q4q8 q;
-  void *qmem[64];
-  int nqmem;
-  float *k8;
+  rbl_qlayer Q; /* the canonical ResQ form's arrays (bench_layer_common.h) */
   int ncq, ncf;
   resq_layer_q4q8_cpu *cq;
   resq_layer_fp16_cpu *cf;
@@ -91,45 +90,6 @@ typedef struct layer_state {
 } layer_state;
 static layer_state g_L;
 
-static void *own(layer_state *S, size_t bytes) {
-  if (S->nqmem == 64) return NULL;
-  void *p = rb_alloc(bytes ? bytes : 64);
-  if (p) S->qmem[S->nqmem++] = p;
-  return p;
-}
-
-/* Quantize one weight [N][K] (fp32, GEMM K order) with split sp into the canonical layout. */
-static resq_status quant_pack(layer_state *S, const resq_qact_params *sp, int64_t N, int64_t K, const float *W,
-                              resq_qweight *out, double *wbytes) {
-  resq_qact_layout L;
-  resq_status st = resq_gemm_check(sp, &L);
-  if (st != RESQ_OK) return st;
-  resq_wquant_params wp = resq_wquant_default(K);
-  wp.r = sp->r * L.ngroups; /* the hi columns of the whole row (after the o_proj permutation: the last ngroups*r) */
-  wp.bits_lo = sp->bits_lo;
-  wp.bits_hi = sp->bits_hi;
-  int8_t *codes = rb_alloc((size_t)(N * K));
-  float *sl = rb_alloc((size_t)N * 4), *sh = rb_alloc((size_t)N * 4);
-  out->N = N;
-  out->q_lo = own(S, (size_t)(N * L.lo_bytes));
-  out->ld_lo = L.lo_bytes;
-  out->q_hi = own(S, (size_t)(N * L.hi_bytes));
-  out->ld_hi = L.hi_bytes;
-  out->scale_lo = own(S, (size_t)N * 4);
-  out->scale_hi = own(S, (size_t)N * 4);
-  out->sum_lo = own(S, (size_t)(N * L.ngroups) * 4);
-  out->sum_hi = own(S, (size_t)(N * L.ngroups) * 4);
-  if (!codes || !sl || !sh || !out->q_lo || !out->q_hi || !out->scale_lo || !out->scale_hi || !out->sum_lo ||
-      !out->sum_hi)
-    st = RESQ_ERR_NOMEM;
-  if (st == RESQ_OK) st = resq_quant_weight_f32__ref(&wp, N, W, K, codes, K, sl, sh);
-  if (st == RESQ_OK) st = resq_gemm_pack_weight(sp, N, codes, K, sl, sh, out);
-  rb_free(codes), rb_free(sl), rb_free(sh);
-  const int64_t klo = L.ngroups * L.lo_per_group, khi = L.ngroups * sp->r;
-  *wbytes += (double)N * (0.5 * (double)klo + (double)khi) + (klo ? 4.0 * (double)N * (1.0 + (double)L.ngroups) : 0) +
-             (khi ? 4.0 * (double)N * (1.0 + (double)L.ngroups) : 0);
-  return st;
-}
 
 static int layer_fail(layer_state *S, const char *what, resq_status st) {
   snprintf(S->why, sizeof S->why, "%s: %s: %s", what, resq_status_name(st), resq_last_error());
@@ -145,76 +105,17 @@ static int layer_build(layer_state *S) {
   resq_status st = resq_layer_config_named(S->config, &S->c);
   if (st != RESQ_OK) return layer_fail(S, "config", st);
   const resq_layer_config *c = &S->c;
-  const int64_t d = c->d, I = c->I, hd = c->hd, H = c->H, G = c->G, qd = H * hd, kd = G * hd;
+  const int64_t d = c->d;
   const double t0 = rb_now();
   if ((st = resq_layer_synth_init(&S->syn, c, NULL, SYNTH_SEED)) != RESQ_OK) return layer_fail(S, "synthetic layer", st);
   const resq_layer_fp16 *w = &S->syn.w;
-  /* ---- the splits (as resq/layer_prepare.h's ResQ method) */
+  /* ---- the ResQ form (bench_layer_common.h) */
+  const char *bwhat = NULL;
+  if ((st = rbl_build(&S->Q, c, w, resq_hadamard_f32__cpu, &bwhat)) != RESQ_OK) return layer_fail(S, bwhat, st);
+  S->q = S->Q.q;
   resq_layer_q4q8 *q = &S->q;
-  memset(q, 0, sizeof *q);
-  q->s_qkv = resq_qact_default(d);
-  q->s_gu = resq_qact_default(d);
-  q->s_o = resq_qact_default(qd);
-  q->s_o.group = hd, q->s_o.r = hd / 8;
-  q->s_down = resq_qact_default(I);
-  q->s_down.r = 0;
-  q->s_kv = resq_qact_default(kd);
-  q->s_kv.group = hd, q->s_kv.r = hd / 8;
-  q->s_qk8 = resq_qact_default(hd);
-  q->s_qk8.r = hd;
-  q->online_hadamard = 1;
-  q->qk_rot_no_prequant = 0;
-  /* ---- the weights, quantized (see the header) */
-  struct {
-    const uint16_t *w;
-    int64_t N, K;
-    const float *gamma;
-    const resq_qact_params *sp;
-    resq_qweight *out;
-    int kind; /* 0 plain, 1 o_proj permutation, 2 down_proj Hadamard */
-  } ws[7] = {{w->wq, qd, d, w->ln1, &q->s_qkv, &q->wq, 0}, {w->wk, kd, d, w->ln1, &q->s_qkv, &q->wk, 0},
-             {w->wv, kd, d, w->ln1, &q->s_qkv, &q->wv, 0}, {w->wo, d, qd, NULL, &q->s_o, &q->wo, 1},
-             {w->wg, I, d, w->ln2, &q->s_gu, &q->wg, 0},   {w->wu, I, d, w->ln2, &q->s_gu, &q->wu, 0},
-             {w->wd, d, I, NULL, &q->s_down, &q->wd, 2}};
-  int32_t *order = rb_alloc((size_t)qd * 4);
-  if (!order) return layer_fail(S, "allocation", RESQ_ERR_NOMEM);
-  if ((st = resq_oproj_column_order(H, hd, hd / 8, order)) != RESQ_OK) return layer_fail(S, "o_proj order", st);
-  S->wbytes_q4q8 = 0;
-  S->nweights = 0;
-  for (int i = 0; i < 7 && st == RESQ_OK; i++) {
-    const int64_t N = ws[i].N, K = ws[i].K;
-    float *W = rb_alloc((size_t)(N * K) * 4);
-    if (!W) return layer_fail(S, "allocation", RESQ_ERR_NOMEM);
-    for (int64_t n = 0; n < N; n++)
-      for (int64_t k = 0; k < K; k++) {
-        int64_t src = ws[i].kind == 1 ? order[k] : k;
-        float v = resq_f16_to_f32(ws[i].w[n * K + src]);
-        W[n * K + k] = ws[i].gamma ? v * ws[i].gamma[k] : v;
-      }
-    if (ws[i].kind == 2) { /* W <- W H_I^T: the online z H_I^T then gives z W^T */
-      size_t hw = resq_hadamard_workspace_size(K);
-      void *work = rb_alloc(hw);
-      st = work ? resq_hadamard_f32__cpu(N, K, W, K, W, K, NULL, work, hw) : RESQ_ERR_NOMEM;
-      rb_free(work);
-    }
-    if (st == RESQ_OK) st = quant_pack(S, ws[i].sp, N, K, W, ws[i].out, &S->wbytes_q4q8);
-    S->nweights += (double)(N * K);
-    rb_free(W);
-  }
-  rb_free(order);
-  if (st != RESQ_OK) return layer_fail(S, "ResQ weights", st);
-  /* K8 of a random orthogonal head basis */
-  {
-    double *Uk = rb_alloc((size_t)(hd * hd) * 8);
-    size_t wr = resq_random_orthogonal_workspace_size(hd);
-    void *work = rb_alloc(wr);
-    S->k8 = rb_alloc((size_t)(hd * hd) * 4);
-    st = Uk && work && S->k8 ? resq_random_orthogonal_f64__ref(0x6b38ull, hd, Uk, hd, work, wr) : RESQ_ERR_NOMEM;
-    if (st == RESQ_OK) st = resq_k8_f64__ref(hd, Uk, hd, NULL, NULL, S->k8);
-    rb_free(Uk), rb_free(work);
-    if (st != RESQ_OK) return layer_fail(S, "K8", st);
-    q->k8 = S->k8;
-  }
+  S->wbytes_q4q8 = S->Q.wbytes;
+  S->nweights = S->Q.nweights;
   S->wbytes_f16 = 2.0 * S->nweights;
   /* ---- CPU packs: one copy for prefill; cold copies for decode */
   const int ncq = rb_copies_for((size_t)S->wbytes_q4q8), ncf = rb_copies_for((size_t)S->wbytes_f16);
@@ -287,8 +188,7 @@ static void layer_free(layer_state *S) {
   for (int i = 0; i < S->ncq; i++) resq_layer_q4q8_free__cpu(&S->cq[i]);
   for (int i = 0; i < S->ncf; i++) resq_layer_fp16_free__cpu(&S->cf[i]);
   free(S->cq), free(S->cf);
-  for (int i = 0; i < S->nqmem; i++) rb_free(S->qmem[i]);
-  rb_free(S->k8);
+  rbl_free(&S->Q);
   resq_layer_synth_free(&S->syn);
   memset(S, 0, sizeof *S);
 }
