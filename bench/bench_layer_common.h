@@ -50,7 +50,7 @@ static void *rbl_own(rbl_qlayer *S, size_t bytes) {
 
 /* Quantize one weight [N][K] (fp32, GEMM K order) with split sp into the canonical layout. */
 static resq_status rbl_quant_pack(rbl_qlayer *S, const resq_qact_params *sp, int64_t N, int64_t K, const float *W,
-                              resq_qweight *out, double *wbytes) {
+                                  resq_qweight *out, double *wbytes) {
   resq_qact_layout L;
   resq_status st = resq_gemm_check(sp, &L);
   if (st != RESQ_OK) return st;
