@@ -110,19 +110,11 @@ struct rope_cache {
   float *dev = nullptr;
 };
 std::mutex g_rope_mu;
-rope_cache g_rope[64];
+rope_cache g_rope[RQ_MAX_DEVICES];
 
 const float *rope_table(double theta, int64_t hd, int64_t P, resq_status *st) {
   int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) {
-    *st = rq_cuda_fail(e, "rope table");
-    return nullptr;
-  }
-  if (dev < 0 || dev >= 64) {
-    *st = resq_fail(RESQ_ERR_UNSUPPORTED, "rope table: device %d", dev);
-    return nullptr;
-  }
+  if ((*st = rq_device_slot(&dev, "rope table")) != RESQ_OK) return nullptr;
   std::lock_guard<std::mutex> lock(g_rope_mu);
   rope_cache &c = g_rope[dev];
   if (c.dev && c.theta == theta && c.hd == hd && c.P >= P) return c.dev;
@@ -140,7 +132,7 @@ const float *rope_table(double theta, int64_t hd, int64_t P, resq_status *st) {
     }
   }
   float *d = nullptr;
-  e = cudaMalloc(&d, h.size() * sizeof(float));
+  cudaError_t e = cudaMalloc(&d, h.size() * sizeof(float));
   if (e == cudaSuccess) e = cudaMemcpy(d, h.data(), h.size() * sizeof(float), cudaMemcpyHostToDevice);
   if (e != cudaSuccess) {
     if (d) cudaFree(d);

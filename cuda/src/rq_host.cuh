@@ -21,6 +21,17 @@ static inline resq_status rq_cuda_fail(cudaError_t e, const char *what) {
   return resq_fail(s, "%s: %s (%s)", what, cudaGetErrorString(e), cudaGetErrorName(e));
 }
 
+// The current device's ordinal as an index into the per-device caches (SiLU and RoPE
+// tables) of RQ_MAX_DEVICES slots; a failure is reported under `what`.
+#define RQ_MAX_DEVICES 64
+static inline resq_status rq_device_slot(int *dev, const char *what) {
+  cudaError_t e = cudaGetDevice(dev);
+  if (e != cudaSuccess) return rq_cuda_fail(e, what);
+  if (*dev < 0 || *dev >= RQ_MAX_DEVICES)
+    return resq_fail(RESQ_ERR_UNSUPPORTED, "%s: device ordinal %d >= %d", what, *dev, RQ_MAX_DEVICES);
+  return RESQ_OK;
+}
+
 static inline int rq_aligned(const void *p, unsigned bytes) { return ((uintptr_t)p % bytes) == 0; }
 
 // Most CTAs enqueued by one launch; larger problems are split into launches

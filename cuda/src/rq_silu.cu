@@ -13,27 +13,19 @@ extern "C" {
 
 namespace {
 std::mutex g_silu_mu;
-float *g_silu_dev[64];  // per device ordinal
+float *g_silu_dev[RQ_MAX_DEVICES];  // per device ordinal
 }  // namespace
 
 const float *rq_silu_table(resq_status *st) {
   *st = RESQ_OK;
   int dev = 0;
-  cudaError_t e = cudaGetDevice(&dev);
-  if (e != cudaSuccess) {
-    *st = rq_cuda_fail(e, "silu table");
-    return nullptr;
-  }
-  if (dev < 0 || dev >= 64) {
-    *st = resq_fail(RESQ_ERR_UNSUPPORTED, "silu table: device ordinal %d >= 64", dev);
-    return nullptr;
-  }
+  if ((*st = rq_device_slot(&dev, "silu table")) != RESQ_OK) return nullptr;
   std::lock_guard<std::mutex> lock(g_silu_mu);
   if (g_silu_dev[dev]) return g_silu_dev[dev];
   static float host[65536];
   for (unsigned b = 0; b < 65536u; b++) host[b] = resq_silu_f32(resq_f16_to_f32((uint16_t)b));
   float *d = nullptr;
-  e = cudaMalloc(&d, sizeof host);
+  cudaError_t e = cudaMalloc(&d, sizeof host);
   if (e == cudaSuccess) e = cudaMemcpy(d, host, sizeof host, cudaMemcpyHostToDevice);
   if (e != cudaSuccess) {
     if (d) cudaFree(d);
