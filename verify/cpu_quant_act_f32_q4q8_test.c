@@ -4,6 +4,7 @@
  * scales and zeros for per-token, per-head (KV cache) and grouped o_proj
  * splits, odd part lengths, 1..4 / 1..8 bits, clip < 1, f32 and f16 inputs,
  * LLM-like rows with outliers, all-zero and constant rows, exact rounding ties,
+ * quotients within ulps of a tie,
  * tiny (subnormal f16) values; every dispatch path, 1 and 3 threads; packed
  * rows inside guard bands; the reference's status codes on errors. */
 #include <math.h>
@@ -142,6 +143,76 @@ static void case_shapes(void) {
   }
 }
 
+/* Quotients x/s within a few ulps of a half-integer, in f32: any shortcut for
+ * the contract's rint(fl(x / s)) (a multiplication by 1/s, a reciprocal
+ * estimate) rounds some of these differently; with the shortcut
+ * rint(x * fl(1/s)) about 7 % of these codes differ. Each part's min and max
+ * are set (first two columns), so s is known and the other columns are
+ * fl(h s) nudged by -3..3 ulps for random half-integers h inside the range. */
+static void fill_near_ties(resq_rng *r, const resq_qact_params *p, const resq_qact_layout *L, float *x, int64_t M,
+                           int64_t ld) {
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t g = 0; g < L->ngroups; g++)
+      for (int part = 0; part < 2; part++) {
+        int64_t c0 = g * p->group + (part ? L->lo_per_group : 0), n = part ? p->r : L->lo_per_group;
+        if (n < 2) continue;
+        float *row = x + m * ld + c0;
+        float A = (float)(0.5 + 3.5 * resq_rng_uniform_f64(r)), B = (float)(0.5 + 3.5 * resq_rng_uniform_f64(r));
+        float mn = -A * p->clip, mx = B * p->clip, maxq = (float)((1 << (part ? p->bits_hi : p->bits_lo)) - 1);
+        float sc = (mx - mn) / maxq; /* the contract's s */
+        row[0] = -A, row[1] = B;
+        int lo = (int)ceilf(-A / sc) + 1, hi = (int)floorf(B / sc) - 2;
+        for (int64_t j = 2; j < n; j++) {
+          float v = 0.0f;
+          if (hi >= lo) {
+            v = ((float)resq_rng_range(r, lo, hi) + 0.5f) * sc;
+            for (int d = resq_rng_range(r, -3, 3); d != 0; d += d > 0 ? -1 : 1) v = nextafterf(v, d > 0 ? INFINITY : -INFINITY);
+            if (!(v > -A && v < B)) v = 0.0f;
+          }
+          row[j] = v;
+        }
+      }
+}
+
+static void case_near_ties(void) {
+  if (!rc_case("near_ties_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  /* K, group, r, bits_lo, bits_hi, clip*100, M */
+  static const int64_t cfg[][7] = {{4096, 4096, 512, 4, 8, 100, 8}, {1024, 128, 16, 4, 8, 100, 8},
+                                   {4096, 4096, 512, 4, 8, 90, 4},  {300, 300, 44, 3, 6, 100, 16}};
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
+    resq_qact_params p = resq_qact_default(cfg[c][0]);
+    p.group = cfg[c][1];
+    p.r = cfg[c][2];
+    p.bits_lo = (int)cfg[c][3];
+    p.bits_hi = (int)cfg[c][4];
+    p.clip = (float)cfg[c][5] / 100.0f;
+    int64_t M = cfg[c][6], K = p.K, ld = K + 1;
+    resq_qact_layout L;
+    if (!RC_CHECK(resq_qact_check(&p, &L) == RESQ_OK, "params: %s", resq_last_error())) continue;
+    rc_note("K=%lld group=%lld r=%lld bits=%d/%d clip=%g M=%lld", (long long)K, (long long)p.group, (long long)p.r,
+            p.bits_lo, p.bits_hi, (double)p.clip, (long long)M);
+    float *x = calloc((size_t)(M * ld), 4);
+    fill_near_ties(&r, &p, &L, x, M, ld);
+    qbuf want, got;
+    qbuf_alloc(&want, &L, M, 0);
+    RC_CHECK(resq_quant_act_f32_q4q8__ref(&p, M, x, ld, &want.q) == RESQ_OK, "ref: %s", resq_last_error());
+    for (int i = 0; i < g_nisa; i++) {
+      resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+      qbuf_alloc(&got, &L, M, 0);
+      RC_CHECK(resq_quant_act_f32_q4q8__cpu(&p, M, x, ld, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
+      char tag[64];
+      snprintf(tag, sizeof tag, "near ties, %s", resq_cpu_isa_name(resq_cpu_get_isa()));
+      compare(&got, &want, tag);
+      qbuf_free(&got);
+    }
+    qbuf_free(&want);
+    resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+    free(x);
+  }
+}
+
 /* resq_hadamard_f32__ref on the widened f16 rows, then resq_quant_act_f32_q4q8__ref. */
 static void case_fused(void) {
   if (!rc_case("fused_hadamard_quant_vs_ref")) return;
@@ -259,6 +330,7 @@ int main(int argc, char **argv) {
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
   if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_shapes();
+  case_near_ties();
   case_fused();
   case_errors();
   return rc_finish();

@@ -6,7 +6,7 @@
  * independent operations are reordered:
  *  - pass 1 loads 16 elements, applies the signs (exact XOR of the sign bit)
  *    and runs the butterflies of strides 1, 2, 4, 8 inside the register
- *    (permute, add, masked subtract: even lanes a+b, odd lanes a-b);
+ *    (permute, then one fma by +-1: even lanes a+b, odd lanes a-b);
  *  - the strides 16 .. m/2 run in passes of up to 4 stages on 16 registers
  *    (radix 16, ascending strides inside the pass and from pass to pass);
  *  - the last pass multiplies by inv (one rounding) and either writes the
@@ -144,24 +144,30 @@ static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, 
   else _mm512_store_ps(io->t + i, v);
 }
 
-/* Butterfly of stride h (1, 2, 4, 8) inside a register: even lanes a+b, odd lanes a-b. */
+/* Butterfly of stride h (1, 2, 4, 8) inside a register: even lanes a+b, odd lanes a-b.
+ * With s = v with the lanes of each pair swapped, lane e gets v_e + s_e and
+ * lane o gets s_o - v_o = s_o + (-1) v_o: one fma(v, (+1, -1, ...), s) per
+ * stage. The product by +-1 is exact (signed zeros included) and x - y is
+ * x + (-y) exactly in IEEE arithmetic, so the fma rounds once, like the
+ * reference's addition or subtraction, and one uop replaces an add and a
+ * masked subtract (the vector ports, not memory, bound this pass). */
 static inline __attribute__((always_inline)) __m512 intra(__m512 v, int stages) {
   __m512 s;
   if (stages > 0) {
     s = _mm512_permute_ps(v, 0xB1);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xAAAA, s, v);
+    v = _mm512_fmadd_ps(v, _mm512_castsi512_ps(_mm512_set1_epi64((long long)0xBF8000003F800000ull)), s);
   }
   if (stages > 1) {
     s = _mm512_permute_ps(v, 0x4E);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xCCCC, s, v);
+    v = _mm512_fmadd_ps(v, _mm512_setr_ps(1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1, 1, 1, -1, -1), s);
   }
   if (stages > 2) {
     s = _mm512_shuffle_f32x4(v, v, 0xB1);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xF0F0, s, v);
+    v = _mm512_fmadd_ps(v, _mm512_setr_ps(1, 1, 1, 1, -1, -1, -1, -1, 1, 1, 1, 1, -1, -1, -1, -1), s);
   }
   if (stages > 3) {
     s = _mm512_shuffle_f32x4(v, v, 0x4E);
-    v = _mm512_mask_sub_ps(_mm512_add_ps(v, s), 0xFF00, s, v);
+    v = _mm512_fmadd_ps(v, _mm512_setr_ps(1, 1, 1, 1, 1, 1, 1, 1, -1, -1, -1, -1, -1, -1, -1, -1), s);
   }
   return v;
 }
