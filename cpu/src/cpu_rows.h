@@ -11,7 +11,9 @@
 /* ---- Hadamard of one row (ref/CONTRACT.md section 2, bit-exact) ----
  * The input row is f32 (x32) or f16 (x16); the output goes to y32 (f32) or
  * y16 (f16, RNE; *overflow set when an output rounds to +-Inf, the row is then
- * partly written). t and nu are scratch of n floats each, 64-byte aligned. */
+ * partly written). t and nu are scratch of n floats each, 64-byte aligned.
+ * next: the input row to be rotated after this one (prefetched into L2 while
+ * this row is computed in L1), or NULL. */
 typedef struct had_plan {
   int64_t n, m;
   int K;
@@ -25,7 +27,7 @@ typedef struct had_plan {
 /* Fill a plan (n must be supported; the table is cached per K). */
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp);
 void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
-                      float *t, float *nu, int *overflow);
+                      float *t, float *nu, int *overflow, const void *next);
 
 /* ---- path-A quantization of one row (ref/CONTRACT.md section 3, bit-exact) ----
  * Reads f32 (x32) or f16 (x16). Returns 0, or 1 when a part's scale is not a
@@ -44,8 +46,9 @@ typedef struct quant_fail {
 } quant_fail;
 
 void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, int avx512, quant_plan *qp);
-/* sc: scratch of 4 * ngroups floats. */
+/* sc: scratch of 4 * ngroups floats. next: the row to be quantized after this one
+ * (its bytes are prefetched into L2 during the codes pass), or NULL. */
 int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
-                       float *sc, quant_fail *fail);
+                       float *sc, quant_fail *fail, const void *next);
 
 #endif
