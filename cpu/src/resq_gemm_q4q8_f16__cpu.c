@@ -176,7 +176,7 @@ static inline __attribute__((always_inline)) __m512i bcast_dword(const uint8_t *
     }                                                                  \
   } while (0)
 
-/* Prefetch the weight line `pf` bytes ahead of P into L2 (see PF_DECODE). */
+/* Prefetch the weight line `pf` bytes ahead of P into L2 (see PF_DIST). */
 #define PF_LINE(P)                                                            \
   do {                                                                        \
     if (pf) _mm_prefetch((const char *)(P) + pf, _MM_HINT_T1);                \
