@@ -373,7 +373,7 @@ typedef struct plan {
   int64_t ntiles, tq, trem;
   uint8_t *A;
   int32_t *xsum;   /* [M][G]: sums of the lo activation codes per row and group */
-  uint8_t *rowtmp; /* per thread: S*4 bytes */
+  uint8_t *rowtmp; /* per thread: MR_MAX*S*4 bytes */
   float *ystate;   /* per thread: slots * MR_MAX*NR */
   int32_t *accstate;
   int64_t slots; /* per thread: ncp * mct */
@@ -429,18 +429,20 @@ static void pack_tile(const plan *P, int64_t t, uint8_t *rowtmp) {
     unpack_row(P, m0, dst);
     return;
   }
-  for (int i = 0; i < mr; i++) {
-    unpack_row(P, m0 + i, rowtmp);
-    uint8_t *d = dst + 4 * i;
-    for (int64_t s = 0; s < S; s++) memcpy(d + s * mr * 4, rowtmp + s * 4, 4);
-  }
+  /* all rows first, then the tile written front to back (mr read streams, one sequential write
+   * stream): writing it row by row at a stride of mr dwords touched every line mr times
+   * (alternating calls: 2.4-2.6 % less time for the whole k/v_proj GEMM at M = 256 and 2048) */
+  for (int i = 0; i < mr; i++) unpack_row(P, m0 + i, rowtmp + (size_t)i * (size_t)S * 4);
+  uint32_t *d = (uint32_t *)(void *)dst;
+  for (int64_t s = 0; s < S; s++)
+    for (int i = 0; i < mr; i++) memcpy(d++, rowtmp + ((size_t)i * (size_t)S + (size_t)s) * 4, 4);
 }
 
 static void task_pack(void *arg, int tid, int nt) {
   plan *P = (plan *)arg;
   int64_t b, e;
   resq_cpu_range(P->ntiles, tid, nt, &b, &e);
-  for (int64_t t = b; t < e; t++) pack_tile(P, t, P->rowtmp + (size_t)tid * (size_t)P->S * 4);
+  for (int64_t t = b; t < e; t++) pack_tile(P, t, P->rowtmp + (size_t)tid * MR_MAX * (size_t)P->S * 4);
 }
 
 static void task_compute(void *arg, int tid, int nt) {
@@ -686,7 +688,7 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   resq_cpu_lock();
   size_t a_bytes = (size_t)M * (size_t)P.S * 4 + 64, xs_bytes = (size_t)M * (size_t)P.G * 4 + 64;
   size_t st_elems = (size_t)P.slots * MR_MAX * NR;
-  size_t scr_bytes = (size_t)nt_max * (st_elems * 8 + (size_t)P.S * 4 + 64);
+  size_t scr_bytes = (size_t)nt_max * (st_elems * 8 + MR_MAX * (size_t)P.S * 4 + 64);
   P.A = (uint8_t *)resq_cpu_workspace(0, (a_bytes + 63) / 64 * 64 + xs_bytes);
   char *scr = (char *)resq_cpu_workspace(1, scr_bytes);
   if (!P.A || !scr) {
