@@ -115,6 +115,17 @@ static void check_cfg(resq_rng *r, const resq_qact_params *p, int64_t M, int kin
   free(x), free(x16);
 }
 
+/* A configuration row: K, group, r, bits_lo, bits_hi, clip*100 (, M). */
+static resq_qact_params params_of(const int64_t *c) {
+  resq_qact_params p = resq_qact_default(c[0]);
+  p.group = c[1];
+  p.r = c[2];
+  p.bits_lo = (int)c[3];
+  p.bits_hi = (int)c[4];
+  p.clip = (float)c[5] / 100.0f;
+  return p;
+}
+
 static void case_shapes(void) {
   if (!rc_case("shapes_vs_ref")) return;
   resq_rng r;
@@ -129,12 +140,7 @@ static void case_shapes(void) {
       {64, 32, 5, 1, 1, 100, 4},        {4096, 4096, 512, 4, 8, 95, 2},   {17, 17, 16, 4, 8, 100, 3},
   };
   for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-    resq_qact_params p = resq_qact_default(cfg[c][0]);
-    p.group = cfg[c][1];
-    p.r = cfg[c][2];
-    p.bits_lo = (int)cfg[c][3];
-    p.bits_hi = (int)cfg[c][4];
-    p.clip = (float)cfg[c][5] / 100.0f;
+    resq_qact_params p = params_of(cfg[c]);
     for (int kind = 0; kind <= 5; kind++) {
       rc_note("K=%lld group=%lld r=%lld bits=%d/%d clip=%g M=%lld kind=%d", (long long)p.K, (long long)p.group,
               (long long)p.r, p.bits_lo, p.bits_hi, (double)p.clip, (long long)cfg[c][6], kind);
@@ -182,12 +188,7 @@ static void case_near_ties(void) {
   static const int64_t cfg[][7] = {{4096, 4096, 512, 4, 8, 100, 8}, {1024, 128, 16, 4, 8, 100, 8},
                                    {4096, 4096, 512, 4, 8, 90, 4},  {300, 300, 44, 3, 6, 100, 16}};
   for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
-    resq_qact_params p = resq_qact_default(cfg[c][0]);
-    p.group = cfg[c][1];
-    p.r = cfg[c][2];
-    p.bits_lo = (int)cfg[c][3];
-    p.bits_hi = (int)cfg[c][4];
-    p.clip = (float)cfg[c][5] / 100.0f;
+    resq_qact_params p = params_of(cfg[c]);
     int64_t M = cfg[c][6], K = p.K, ld = K + 1;
     resq_qact_layout L;
     if (!RC_CHECK(resq_qact_check(&p, &L) == RESQ_OK, "params: %s", resq_last_error())) continue;
