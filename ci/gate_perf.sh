@@ -39,7 +39,9 @@
 #   ci/gate_perf.sh --update [N]     rewrite the values of ci/baselines/perf.tsv from
 #                                    the median of N (default 5) measurements, and the
 #                                    ratio margins as max(MARGIN_FLOOR, 1.5 x the largest
-#                                    relative deviation from that median), rounded up to 5%
+#                                    relative deviation from that median), rounded up to 5%,
+#                                    never below the committed margin (a few agreeing runs
+#                                    do not prove a row quiet); --reset-margins drops that
 #   options: --reps R (default 5)  --only ratio|instr  --no-build  --baseline FILE
 # Environment: BUILD_DIR, JOBS, RESQ_CUDA (default: AUTO if nvidia-smi sees a GPU, else OFF),
 #              MARGIN_FLOOR (default 0.15).
@@ -47,7 +49,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-REPS=5 ONLY="" NO_BUILD=0 STUDY=0 UPDATE=0 BASE="$ROOT/ci/baselines/perf.tsv"
+REPS=5 ONLY="" NO_BUILD=0 STUDY=0 UPDATE=0 RESET_MARGINS=0 BASE="$ROOT/ci/baselines/perf.tsv"
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift ;;
@@ -55,6 +57,7 @@ while [ $# -gt 0 ]; do
     --no-build) NO_BUILD=1 ;;
     --study) STUDY=$2; shift ;;
     --update) UPDATE=5; case "${2:-}" in [0-9]*) UPDATE=$2; shift ;; esac ;;
+    --reset-margins) RESET_MARGINS=1 ;;
     --baseline) BASE=$2; shift ;;
     -h|--help) sed -n '3,38p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "gate_perf: unknown option '$1' (see --help)" >&2; exit 2 ;;
@@ -201,7 +204,8 @@ if [ "$STUDY" -gt 0 ] || [ "$UPDATE" -gt 0 ]; then
   printf 'row\tn\tmin\tmedian\tmax\tmax_rel_dev\n'
   { [ "$ONLY" = instr ] || stats "$W"/ratio.*.tsv; [ "$ONLY" = ratio ] || stats "$W"/instr.*.tsv; } | tee "$W/stats.tsv"
   if [ "$UPDATE" -gt 0 ]; then
-    awk -F'\t' -v OFS='\t' -v statf="$W/stats.tsv" -v floor="$MARGIN_FLOOR" -v cc="$CC_NOW" -v cpu="$CPU_NOW" -v only="$ONLY" '
+    awk -F'\t' -v OFS='\t' -v statf="$W/stats.tsv" -v floor="$MARGIN_FLOOR" -v cc="$CC_NOW" -v cpu="$CPU_NOW" -v only="$ONLY" \
+        -v reset="$RESET_MARGINS" '
       BEGIN { while ((getline l < statf) > 0) { split(l, s, "\t"); med[s[1]] = s[4]; dev[s[1]] = s[6] } }
       /^# cc: / { print "# cc: " cc; if (!cpuput) print "# cpu: " cpu; cpuput = 1; next }
       /^# cpu: / { if (!cpuput) print "# cpu: " cpu; cpuput = 1; next }
@@ -209,7 +213,10 @@ if [ "$STUDY" -gt 0 ] || [ "$UPDATE" -gt 0 ]; then
       { name = ($1 == "ratio") ? $3 " / " $4 : $3 " (" $4 ")"
         if (name in med && (only == "" || only == $1)) {
           $5 = med[name]
-          if ($1 == "ratio") { m = 1.5 * dev[name]; if (m < floor) m = floor; $6 = sprintf("%.2f", int(m * 20 + 0.999) / 20) }
+          if ($1 == "ratio") {
+            m = 1.5 * dev[name]; if (m < floor) m = floor; m = int(m * 20 + 0.999) / 20
+            if (!reset && m < $6 + 0) m = $6 + 0
+            $6 = sprintf("%.2f", m) }
         }
         print }' "$BASE" >"$W/new.tsv"
     cp "$W/new.tsv" "$BASE"
