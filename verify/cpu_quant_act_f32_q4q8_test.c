@@ -4,7 +4,8 @@
  * scales and zeros for per-token, per-head (KV cache) and grouped o_proj
  * splits, odd part lengths, 1..4 / 1..8 bits, clip < 1, f32 and f16 inputs,
  * LLM-like rows with outliers, all-zero and constant rows, exact rounding ties,
- * quotients within ulps of a tie,
+ * quotients within ulps of a tie, clip ratios and magnitudes that overflow
+ * int16 or the division-free shortcut's bound, subnormal scales,
  * tiny (subnormal f16) values; every dispatch path, 1 and 3 threads; packed
  * rows inside guard bands; the reference's status codes on errors. */
 #include <math.h>
@@ -214,6 +215,51 @@ static void case_near_ties(void) {
   }
 }
 
+/* The ranges where the AVX-512 codes pass must not use its division-free
+ * shortcut, or must saturate before it clamps (f32 input): clip 0.001 gives
+ * |x / s| up to 255000 (past int16: the saturating packs), clip 1e-6 up to
+ * 2.6e8 (past the shortcut's 2^19 bound: every vector divides), rows of
+ * subnormal f32 values give a subnormal s (1/s may overflow: every vector
+ * divides), and rows near fp32's largest values a huge but normal s. */
+static void case_extreme(void) {
+  if (!rc_case("extreme_ranges_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const float clips[] = {1.0f, 0.001f, 1e-6f};
+  static const double scales[] = {1.0, 1e-40, 1e37}; /* row magnitudes */
+  /* K, group, r, bits_lo, bits_hi, clip*100 (clip overridden below), M */
+  static const int64_t cfg[][7] = {{4096, 4096, 512, 4, 8, 100, 3}, {1024, 128, 16, 4, 8, 100, 4},
+                                   {200, 200, 7, 3, 6, 100, 3}};
+  for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++)
+    for (size_t ci = 0; ci < sizeof clips / sizeof clips[0]; ci++)
+      for (size_t si = 0; si < sizeof scales / sizeof scales[0]; si++) {
+        resq_qact_params p = params_of(cfg[c]);
+        p.clip = clips[ci];
+        int64_t M = cfg[c][6], K = p.K;
+        resq_qact_layout L;
+        if (!RC_CHECK(resq_qact_check(&p, &L) == RESQ_OK, "params: %s", resq_last_error())) continue;
+        rc_note("K=%lld group=%lld r=%lld bits=%d/%d clip=%g M=%lld magnitude=%g", (long long)K, (long long)p.group,
+                (long long)p.r, p.bits_lo, p.bits_hi, (double)p.clip, (long long)M, scales[si]);
+        float *x = malloc(sizeof(float) * (size_t)(M * K));
+        for (int64_t i = 0; i < M * K; i++) x[i] = (float)(resq_rng_normal(&r) * scales[si]);
+        qbuf want, got;
+        qbuf_alloc(&want, &L, M, 0);
+        RC_CHECK(resq_quant_act_f32_q4q8__ref(&p, M, x, K, &want.q) == RESQ_OK, "ref: %s", resq_last_error());
+        for (int i = 0; i < g_nisa; i++) {
+          resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+          qbuf_alloc(&got, &L, M, 0);
+          RC_CHECK(resq_quant_act_f32_q4q8__cpu(&p, M, x, K, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
+          char tag[64];
+          snprintf(tag, sizeof tag, "extreme ranges, %s", resq_cpu_isa_name(resq_cpu_get_isa()));
+          compare(&got, &want, tag);
+          qbuf_free(&got);
+        }
+        qbuf_free(&want);
+        resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+        free(x);
+      }
+}
+
 /* resq_hadamard_f32__ref on the widened f16 rows, then resq_quant_act_f32_q4q8__ref. */
 static void case_fused(void) {
   if (!rc_case("fused_hadamard_quant_vs_ref")) return;
@@ -332,6 +378,7 @@ int main(int argc, char **argv) {
   if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_shapes();
   case_near_ties();
+  case_extreme();
   case_fused();
   case_errors();
   return rc_finish();

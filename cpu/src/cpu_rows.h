@@ -35,8 +35,10 @@ void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16,
  * where). */
 typedef struct quant_plan {
   int64_t K, group, r, lpg, lo_bpg, ngroups;
+  int64_t ppg, nparts, p_al; /* parts per group (1 or 2), parts per row, rounded up to 16 */
   int bits_lo, bits_hi;
   float clip;
+  float maxq16[16]; /* maxq of parts 16j + i (the pattern repeats every 16 parts) */
   int avx512;
 } quant_plan;
 
@@ -46,9 +48,15 @@ typedef struct quant_fail {
 } quant_fail;
 
 void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, int avx512, quant_plan *qp);
-/* sc: scratch of 4 * ngroups floats. next: the row to be quantized after this one
- * (its bytes are prefetched into L2 during the codes pass), or NULL. */
+/* floats of the sc scratch of resq_cpu_quant_row (a multiple of 16) */
+int64_t resq_cpu_quant_scratch(const quant_plan *qp);
+/* sc: scratch of resq_cpu_quant_scratch() floats, 64-byte aligned (per-part
+ * minima, maxima and parameters of the row).
+ * stash: scratch of K floats, 64-byte aligned; f16 input only (the AVX-512
+ * pass 1 leaves the converted row there for the codes pass). next: the row to
+ * be quantized after this one (its bytes are prefetched into L2 during the
+ * codes pass), or NULL. */
 int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
-                       float *sc, quant_fail *fail, const void *next);
+                       float *sc, float *stash, quant_fail *fail, const void *next);
 
 #endif

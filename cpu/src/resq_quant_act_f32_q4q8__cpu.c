@@ -10,6 +10,7 @@
  * round-to-nearest-even, an fp32 add and the clamp, then packs the lo codes two
  * per byte (vpmovqb of c_even | c_odd << 4) and the hi codes one per byte.
  * Rows are split across the threads. */
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,25 +34,55 @@ void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, i
   qp->bits_hi = p->bits_hi;
   qp->clip = p->clip;
   qp->avx512 = avx512;
+  /* the parts of a row in row order: (group 0 lo, group 0 hi, group 1 lo, ...), empty parts left out */
+  qp->ppg = (qp->lpg > 0) + (qp->r > 0);
+  qp->nparts = qp->ngroups * qp->ppg;
+  qp->p_al = (qp->nparts + 15) / 16 * 16;
+  for (int j = 0; j < 16; j++) {
+    int hi = qp->ppg == 2 ? j % 2 : qp->lpg == 0;
+    qp->maxq16[j] = (float)((1 << (hi ? qp->bits_hi : qp->bits_lo)) - 1);
+  }
 }
 
-/* The reference's scalar parameter step. Returns 0 when s is degenerate. */
-static int params(float mn, float mx, float clip, int bits, float *s, float *z, quant_fail *f) {
+int64_t resq_cpu_quant_scratch(const quant_plan *qp) { return 36 * qp->p_al; }
+
+/* part p of a row: first channel, length, bits, and whether it is a hi part */
+static void part_of(const quant_plan *qp, int64_t p, int64_t *c0, int64_t *n, int *bits, int *hi) {
+  int64_t g = qp->ppg == 2 ? p >> 1 : p; /* no integer division: it costs ~15 cycles per part */
+  *hi = qp->ppg == 2 ? (int)(p & 1) : qp->lpg == 0;
+  *c0 = g * qp->group + (*hi ? qp->lpg : 0);
+  *n = *hi ? qp->r : qp->lpg;
+  *bits = *hi ? qp->bits_hi : qp->bits_lo;
+}
+
+/* The reference's scalar parameter step, plus what the AVX-512 codes pass
+ * needs to replace the division (see codes_avx512): pp = {s, z, r, thr} with
+ * r = fl(1/s) and thr = 0.5 - fl(amax * r) * 2^-20, amax = max |x| of the part
+ * (before the clip), or thr = -1 (always divide) where that is not positive.
+ * A subnormal s needs no special case: the error bound below holds while 1/s
+ * is finite, and an infinite 1/s makes thr NaN or -Inf. Returns 0 when s is degenerate. */
+static int params(float mn, float mx, float clip, int bits, float *pp, quant_fail *f) {
   float maxq = (float)((1 << bits) - 1);
+  float amax = -mn > mx ? -mn : mx;
   mn = mn * clip;
   mx = mx * clip;
   if (mn == 0.0f && mx == 0.0f) {
     mn = -1.0f;
     mx = 1.0f;
   }
-  *s = (mx - mn) / maxq;
-  if (!(*s > 0.0f) || !isfinite(*s)) {
+  float s = (mx - mn) / maxq;
+  if (!(s > 0.0f) || !isfinite(s)) {
     f->mn = mn;
     f->mx = mx;
-    f->s = *s;
+    f->s = s;
     return 0;
   }
-  *z = nearbyintf(-mn / *s);
+  pp[0] = s;
+  pp[1] = nearbyintf(-mn / s);
+  pp[2] = 1.0f / s;
+  float thr = 0.5f - amax * pp[2] * 0x1p-20f;
+  /* |x/s| >= 2^19 (thr <= 0), or 1/s overflowed (s below 2^-128: amax * r is Inf or NaN): every vector divides */
+  pp[3] = thr > 0.0f ? thr : -1.0f;
   return 1;
 }
 
@@ -70,98 +101,281 @@ static void minmax_generic(const float *x32, const uint16_t *x16, int64_t c0, in
   *pmx = mx;
 }
 
-static int code_generic(float v, float s, float z, float maxq) {
-  float c = nearbyintf(v / s) + z;
-  if (c < 0.0f) c = 0.0f;
-  if (c > maxq) c = maxq;
-  return (int)c;
-}
-
-static void codes_lo_generic(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
-                             uint8_t *dst, const char *pf) {
-  (void)pf;
+static void codes_generic(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
+                          int lo, uint8_t *dst) {
   float maxq = (float)((1 << bits) - 1);
-  memset(dst, 0, (size_t)((n + 1) / 2));
+  if (lo) memset(dst, 0, (size_t)((n + 1) / 2));
   for (int64_t i = 0; i < n; i++) {
-    int c = code_generic(ld(x32, x16, c0 + i), s, z, maxq);
-    dst[i / 2] |= (uint8_t)(i % 2 == 0 ? c : c << 4);
+    float v = ld(x32, x16, c0 + i);
+    float c = nearbyintf(v / s) + z;
+    if (c < 0.0f) c = 0.0f;
+    if (c > maxq) c = maxq;
+    if (lo) dst[i / 2] |= (uint8_t)(i % 2 == 0 ? (int)c : (int)c << 4);
+    else dst[i] = (uint8_t)c;
   }
-}
-
-static void codes_hi_generic(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
-                             uint8_t *dst, const char *pf) {
-  (void)pf;
-  float maxq = (float)((1 << bits) - 1);
-  for (int64_t i = 0; i < n; i++) dst[i] = (uint8_t)code_generic(ld(x32, x16, c0 + i), s, z, maxq);
 }
 
 /* ------------------------------------------------------------------ AVX-512 part functions */
 #if RESQ_CPU_X86
 RESQ_AVX512_BEGIN
 
-static inline __attribute__((always_inline)) __m512 load16(const float *x32, const uint16_t *x16, int64_t i,
-                                                           __mmask16 k) {
-  if (x32) return _mm512_maskz_loadu_ps(k, x32 + i);
-  return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x16 + i));
-}
-
 static inline __attribute__((always_inline)) __mmask16 tail_mask(int64_t left) {
-  return left >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << left) - 1);
+  return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 
-static void minmax_avx512(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float *pmn, float *pmx) {
+/* Pass 1 of a part: 16 lanes of partial minima and maxima to vmn, vmx (the
+ * lanes are reduced 16 parts at a time by params16). f16 input: the converted
+ * values are also stored to stash (at the same channel offsets), so that the
+ * codes pass reads f32 from L1 instead of converting again (vcvtph2ps costs 2
+ * uops of the two vector ports). */
+static inline __attribute__((always_inline)) void minmax_avx512(const float *x32, const uint16_t *x16, int64_t c0,
+                                                                int64_t n, float *vmn, float *vmx, float *stash) {
   /* vminps(v, mn) = v < mn ? v : mn, the reference's update; masked-off lanes load 0 (neutral: the range includes 0) */
   __m512 mn0 = _mm512_setzero_ps(), mx0 = mn0, mn1 = mn0, mx1 = mn0;
   int64_t i = 0;
-  for (; i + 32 <= n; i += 32) {
-    __m512 a = load16(x32, x16, c0 + i, 0xffff), b = load16(x32, x16, c0 + i + 16, 0xffff);
-    mn0 = _mm512_min_ps(a, mn0);
-    mx0 = _mm512_max_ps(a, mx0);
-    mn1 = _mm512_min_ps(b, mn1);
-    mx1 = _mm512_max_ps(b, mx1);
+  if (x32) {
+    for (; i + 32 <= n; i += 32) {
+      __m512 a = _mm512_loadu_ps(x32 + c0 + i), b = _mm512_loadu_ps(x32 + c0 + i + 16);
+      mn0 = _mm512_min_ps(a, mn0);
+      mx0 = _mm512_max_ps(a, mx0);
+      mn1 = _mm512_min_ps(b, mn1);
+      mx1 = _mm512_max_ps(b, mx1);
+    }
+    for (; i < n; i += 16) {
+      __m512 a = _mm512_maskz_loadu_ps(tail_mask(n - i), x32 + c0 + i);
+      mn0 = _mm512_min_ps(a, mn0);
+      mx0 = _mm512_max_ps(a, mx0);
+    }
+  } else {
+    for (; i + 32 <= n; i += 32) {
+      __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + c0 + i)));
+      __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + c0 + i + 16)));
+      _mm512_storeu_ps(stash + c0 + i, a);
+      _mm512_storeu_ps(stash + c0 + i + 16, b);
+      mn0 = _mm512_min_ps(a, mn0);
+      mx0 = _mm512_max_ps(a, mx0);
+      mn1 = _mm512_min_ps(b, mn1);
+      mx1 = _mm512_max_ps(b, mx1);
+    }
+    for (; i < n; i += 16) {
+      __mmask16 k = tail_mask(n - i);
+      __m512 a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x16 + c0 + i));
+      _mm512_mask_storeu_ps(stash + c0 + i, k, a);
+      mn0 = _mm512_min_ps(a, mn0);
+      mx0 = _mm512_max_ps(a, mx0);
+    }
   }
-  for (; i < n; i += 16) {
-    __m512 a = load16(x32, x16, c0 + i, tail_mask(n - i));
-    mn0 = _mm512_min_ps(a, mn0);
-    mx0 = _mm512_max_ps(a, mx0);
-  }
-  *pmn = _mm512_reduce_min_ps(_mm512_min_ps(mn0, mn1));
-  *pmx = _mm512_reduce_max_ps(_mm512_max_ps(mx0, mx1));
+  _mm512_store_ps(vmn, _mm512_min_ps(mn0, mn1));
+  _mm512_store_ps(vmx, _mm512_max_ps(mx0, mx1));
 }
 
-static inline __attribute__((always_inline)) __m512i codes16(__m512 v, __m512 vs, __m512 vz, __m512 vmax) {
-  __m512 q = _mm512_roundscale_ps(_mm512_div_ps(v, vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(q, vz), _mm512_setzero_ps()), vmax);
-  return _mm512_cvtps_epi32(c); /* integer valued: exact */
+/* 16 vectors to one: lane j = min (max) over the 16 lanes of v[j]. 45 shuffles
+ * and min/max instead of 16 horizontal reductions of 8 uops each; min and max
+ * are exact, so the order does not matter. */
+#define RESQ_TRANSPOSE_REDUCE(NAME, OP)                                                                      \
+  static inline __attribute__((always_inline)) __m512 NAME(const float *v) {                                  \
+    __m512 a[8], b[4], c[2];                                                                                  \
+    for (int j = 0; j < 8; j++) { /* lanes: (v2j, v2j+1) interleaved, 2 partial results each */              \
+      __m512 x = _mm512_load_ps(v + 32 * j), y = _mm512_load_ps(v + 32 * j + 16);                             \
+      a[j] = OP(_mm512_unpacklo_ps(x, y), _mm512_unpackhi_ps(x, y));                                          \
+    }                                                                                                         \
+    for (int j = 0; j < 4; j++) /* per 128-bit lane: (v4j .. v4j+3), one value each */                       \
+      b[j] = OP(_mm512_shuffle_ps(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(1, 0, 1, 0)),                           \
+                _mm512_shuffle_ps(a[2 * j], a[2 * j + 1], _MM_SHUFFLE(3, 2, 3, 2)));                          \
+    for (int j = 0; j < 2; j++)                                                                               \
+      c[j] = OP(_mm512_shuffle_f32x4(b[2 * j], b[2 * j + 1], _MM_SHUFFLE(2, 0, 2, 0)),                        \
+                _mm512_shuffle_f32x4(b[2 * j], b[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));                       \
+    return OP(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),                                     \
+              _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));                                    \
+  }
+RESQ_TRANSPOSE_REDUCE(reduce16_min, _mm512_min_ps)
+RESQ_TRANSPOSE_REDUCE(reduce16_max, _mm512_max_ps)
+#undef RESQ_TRANSPOSE_REDUCE
+
+/* params() for 16 parts at once: the same fp32 operations in the same order,
+ * one lane per part. Returns 0 if a lane's scale is degenerate (the caller
+ * then finds and reports the first one with params()). */
+static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, float clip,
+                                                          const float *maxq16, float *ps, float *pz, float *pr,
+                                                          float *pt) {
+  const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), vclip = _mm512_set1_ps(clip);
+  __m512 mn = reduce16_min(vmn), mx = reduce16_max(vmx);
+  __m512 amax = _mm512_max_ps(_mm512_sub_ps(zero, mn), mx);
+  mn = _mm512_mul_ps(mn, vclip);
+  mx = _mm512_mul_ps(mx, vclip);
+  __mmask16 allz = _mm512_cmp_ps_mask(mn, zero, _CMP_EQ_OQ) & _mm512_cmp_ps_mask(mx, zero, _CMP_EQ_OQ);
+  mn = _mm512_mask_blend_ps(allz, mn, _mm512_set1_ps(-1.0f));
+  mx = _mm512_mask_blend_ps(allz, mx, one);
+  __m512 s = _mm512_div_ps(_mm512_sub_ps(mx, mn), _mm512_loadu_ps(maxq16));
+  if ((__mmask16)(_mm512_cmp_ps_mask(s, zero, _CMP_GT_OQ) & _mm512_cmp_ps_mask(s, _mm512_set1_ps(FLT_MAX), _CMP_LE_OQ)) !=
+      (__mmask16)0xffff)
+    return 0;
+  __m512 z = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(zero, mn), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512 r = _mm512_div_ps(one, s);
+  __m512 thr = _mm512_sub_ps(_mm512_set1_ps(0.5f), _mm512_mul_ps(_mm512_mul_ps(amax, r), _mm512_set1_ps(0x1p-20f)));
+  __mmask16 ok = _mm512_cmp_ps_mask(thr, zero, _CMP_GT_OQ); /* false for NaN */
+  _mm512_store_ps(ps, s);
+  _mm512_store_ps(pz, z);
+  _mm512_store_ps(pr, r);
+  _mm512_store_ps(pt, _mm512_mask_blend_ps(ok, _mm512_set1_ps(-1.0f), thr));
+  return 1;
 }
 
-static void codes_lo_avx512(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
-                            uint8_t *dst, const char *pf) {
-  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), vmax = _mm512_set1_ps((float)((1 << bits) - 1));
-  const int64_t esz = x32 ? 4 : 2;
-  for (int64_t i = 0; i < n; i += 16) {
-    if (pf) _mm_prefetch(pf + (c0 + i) * esz, _MM_HINT_T1);
+/* rint(x / s) with the IEEE division, clamped to +-2^16 first (the codes are
+ * clamped to [0, 255] later, and an int32 conversion must not overflow) */
+static inline __attribute__((always_inline)) __m512i rint_div(__m512 v, __m512 vs) {
+  const __m512 big = _mm512_set1_ps(65536.0f);
+  __m512 q = _mm512_min_ps(_mm512_max_ps(_mm512_div_ps(v, vs), _mm512_sub_ps(_mm512_setzero_ps(), big)), big);
+  return _mm512_cvt_roundps_epi32(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+}
+
+/* Pass 2, one step of nv <= 4 vectors (64 channels at most; left of them valid):
+ * codes = clamp(rint(x / s) + z, 0, maxq).
+ *
+ * Division-free where that is exact. vdivps zmm occupies the divider ~9 core
+ * cycles per 16 lanes here (measured: 3.5 ns), more than all the other work of
+ * the pass, so q = fl(x * r), r = fl(1/s) is used instead, and rint(q) equals
+ * the contract's rint(fl(x / s)) unless a rounding boundary (a half-integer)
+ * lies between q and fl(x / s): with e = x / s, |fl(e) - e| <= u|e| and
+ * |q - e| <= (2u + u^2)|e| (u = 2^-24; r and the product rounded once each), so
+ * |q - fl(e)| < 3.01 u |q| <= 3.01 u Q with Q = fl(amax * r) >= |q|. If the
+ * distance of q to the nearest half-integer, 0.5 - |q - rint(q)|, exceeds
+ * 16 u Q (= Q 2^-20, a 5x margin that also covers the roundings of thr) no
+ * boundary can be crossed. vreduceps gives t = q - rint(q) exactly (|q| < 2^19
+ * when thr > 0), vrangeps the max |t| of the step, and one compare against
+ * thr = 0.5 - Q 2^-20 decides: if any lane is that close to a tie (~0.05 % of
+ * the lanes for 8-bit codes, fewer for 4-bit), the whole step is recomputed
+ * with the division. Random rows and verify/'s near-tie case check this bit
+ * for bit against the reference.
+ *
+ * Then the integer side: vpackssdw saturates to int16 (|rint| <= 2^16 both
+ * ways), vpaddsw adds z (saturating, so a value clamped to 32767 stays above
+ * maxq), vpackuswb clamps to [0, 255] and vpminub to maxq: the contract's
+ * clamp(rint + z, 0, maxq) for every value, in 6 uops per 64 codes. The packs
+ * work per 128-bit lane, so byte 16L + 4k + m holds channel 16k + 4L + m; a
+ * vpermd puts the 8-bit codes back in channel order. 4-bit codes: vpmaddubsw
+ * with (1, 16) joins each channel pair (2j, 2j+1) into one byte (adjacent in
+ * the packed order), vpermd + vpmovwb reorder and narrow. Vectors past nv are
+ * zero (not computed), their codes are never stored. */
+static inline __attribute__((always_inline)) void codes_step(const float *x, int64_t left, int nv, __m512 vs,
+                                                             __m512 vr, __m512 vthr, __m512i vz, __m512i vmaxq, int lo,
+                                                             uint8_t *dst) {
+  const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
+  /* hi: output dword J from packed dword 4 (J % 4) + J / 4; lo (after vpmaddubsw): dword 4k + L from 4L + k */
+  const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  __m512 v[4], q[4];
+  __m512i c[4];
+  for (int j = 0; j < 4; j++) {
+    v[j] = j < nv ? _mm512_maskz_loadu_ps(tail_mask(left - 16 * j), x + 16 * j) : _mm512_setzero_ps();
+    q[j] = _mm512_mul_ps(v[j], vr);
+  }
+  /* imm 0x08: fraction bits 0, round to nearest even, no precision exception; 0x0b: max |.|, sign cleared */
+  __m512 t = _mm512_reduce_ps(q[0], 0x08);
+  for (int j = 1; j < nv; j++) t = _mm512_range_ps(t, _mm512_reduce_ps(q[j], 0x08), 0x0b);
+  if (_mm512_cmp_ps_mask(_mm512_abs_ps(t), vthr, _CMP_GE_OQ)) {
+    for (int j = 0; j < 4; j++) c[j] = j < nv ? rint_div(v[j], vs) : _mm512_setzero_si512();
+  } else {
+    for (int j = 0; j < 4; j++)
+      c[j] = j < nv ? _mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
+                    : _mm512_setzero_si512();
+  }
+  __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(c[0], c[1]), vz);
+  __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(c[2], c[3]), vz);
+  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), vmaxq);
+  if (lo) {
+    __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
+    int64_t nb = left >= 64 ? 32 : (left + 1) / 2;
+    if (nb == 32) _mm256_storeu_si256((__m256i *)dst, n4);
+    else _mm256_mask_storeu_epi8(dst, (__mmask32)((1u << nb) - 1), n4);
+    /* an odd tail: the high nibble of the last byte is the padding lane's code; the layout wants 0 there */
+    if (left < 64 && (left & 1)) dst[nb - 1] &= 0x0f;
+  } else {
+    b = _mm512_permutexvar_epi32(perm, b);
+    if (left >= 64) _mm512_storeu_si512(dst, b);
+    else _mm512_mask_storeu_epi8(dst, (__mmask64)((1ull << left) - 1), b);
+  }
+}
+
+static inline __attribute__((always_inline)) void codes_avx512(const float *x, int64_t c0, int64_t n, float s,
+                                                               float z, float r, float thr, __m512i vmaxq, int lo,
+                                                               uint8_t *dst, const char *pf, int esz) {
+  const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r), vthr = _mm512_set1_ps(thr);
+  const __m512i vz = _mm512_set1_epi16((short)z);
+  x += c0;
+  int64_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    if (pf)
+      for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
+    codes_step(x + i, 64, 4, vs, vr, vthr, vz, vmaxq, lo, dst + (lo ? i / 2 : i));
+  }
+  if (i < n) {
     int64_t left = n - i;
-    __mmask16 k = tail_mask(left);
-    __m512i c = _mm512_maskz_mov_epi32(k, codes16(load16(x32, x16, c0 + i, k), vs, vz, vmax));
-    /* qword j = (c_2j, c_2j+1): low byte of c_2j | c_2j+1 << 4 */
-    __m128i b = _mm512_cvtepi64_epi8(_mm512_or_si512(c, _mm512_srli_epi64(c, 28)));
-    int64_t nb = left >= 16 ? 8 : (left + 1) / 2;
-    if (nb == 8) _mm_storel_epi64((__m128i *)(dst + i / 2), b);
-    else _mm_mask_storeu_epi8(dst + i / 2, (__mmask16)((1u << nb) - 1), b);
+    if (pf)
+      for (int b = 0; b < left * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
+    uint8_t *d = dst + (lo ? i / 2 : i);
+    switch ((left + 15) / 16) {
+      case 1: codes_step(x + i, left, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 2: codes_step(x + i, left, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 3: codes_step(x + i, left, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      default: codes_step(x + i, left, 4, vs, vr, vthr, vz, vmaxq, lo, d); break;
+    }
   }
 }
 
-static void codes_hi_avx512(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
-                            uint8_t *dst, const char *pf) {
-  const __m512 vs = _mm512_set1_ps(s), vz = _mm512_set1_ps(z), vmax = _mm512_set1_ps((float)((1 << bits) - 1));
-  const int64_t esz = x32 ? 4 : 2;
-  for (int64_t i = 0; i < n; i += 16) {
-    if (pf) _mm_prefetch(pf + (c0 + i) * esz, _MM_HINT_T1);
-    __mmask16 k = tail_mask(n - i);
-    __m128i b = _mm512_cvtepi32_epi8(codes16(load16(x32, x16, c0 + i, k), vs, vz, vmax));
-    _mm_mask_storeu_epi8(dst + i, k, b);
+/* One row on the AVX-512 path: everything inlined into one function (for
+ * groups of 128 the per-part calls and their setup cost more than the part's
+ * arithmetic). */
+static int quant_row_avx512(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m,
+                            const resq_qact *out, float *sc, float *stash, quant_fail *fail, const void *next) {
+  const int64_t G = qp->ngroups, P = qp->nparts, Pa = qp->p_al;
+  float *ps = sc, *pz = ps + Pa, *pr = pz + Pa, *pt = pr + Pa, *vmn = pt + Pa, *vmx = vmn + 16 * Pa;
+  const __m512i maxq_lo = _mm512_set1_epi8((char)((1 << qp->bits_lo) - 1));
+  const __m512i maxq_hi = _mm512_set1_epi8((char)((1 << qp->bits_hi) - 1));
+  const int esz = x32 ? 4 : 2;
+  int64_t c0, n;
+  int bits, hi;
+  /* pass 1: the range of every part, then every scale of the row before anything is written */
+  for (int64_t p = 0; p < P; p++) {
+    part_of(qp, p, &c0, &n, &bits, &hi);
+    minmax_avx512(x32, x16, c0, n, vmn + 16 * p, vmx + 16 * p, stash);
   }
+  for (int64_t p = P; p < Pa; p++) { /* padding parts: an all-zero range (valid parameters, never used) */
+    _mm512_store_ps(vmn + 16 * p, _mm512_setzero_ps());
+    _mm512_store_ps(vmx + 16 * p, _mm512_setzero_ps());
+  }
+  for (int64_t p0 = 0; p0 < Pa; p0 += 16)
+    if (!params16(vmn + 16 * p0, vmx + 16 * p0, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
+      /* a degenerate scale in this block: reduce its parts one by one, in row order, to report the first */
+      for (int64_t p = p0; p < p0 + 16 && p < P; p++) {
+        float mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * p));
+        float mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * p)), pp[4];
+        part_of(qp, p, &c0, &n, &bits, &hi);
+        if (!params(mn, mx, qp->clip, bits, pp, fail)) {
+          fail->row = m;
+          fail->c0 = c0;
+          fail->c1 = c0 + n;
+          return 1;
+        }
+      }
+    }
+  /* pass 2: codes, scales, zeros */
+  const float *xf = x32 ? x32 : stash;
+  for (int64_t p = 0; p < P; p++) {
+    part_of(qp, p, &c0, &n, &bits, &hi);
+    int64_t g = qp->ppg == 2 ? p >> 1 : p;
+    if (hi) {
+      codes_avx512(xf, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
+                   (const char *)next, esz);
+      out->scale_hi[m * G + g] = ps[p];
+      out->zero_hi[m * G + g] = (int32_t)pz[p];
+    } else {
+      codes_avx512(xf, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_lo, 1, out->q_lo + m * out->ld_lo + g * qp->lo_bpg,
+                   (const char *)next, esz);
+      out->scale_lo[m * G + g] = ps[p];
+      out->zero_lo[m * G + g] = (int32_t)pz[p];
+    }
+  }
+  return 0;
 }
 
 RESQ_AVX512_END
@@ -170,57 +384,42 @@ RESQ_AVX512_END
 /* ------------------------------------------------------------------ one row */
 
 int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
-                       float *sc, quant_fail *fail, const void *next) {
-  const int64_t G = qp->ngroups, lpg = qp->lpg, r = qp->r;
-  void (*minmax)(const float *, const uint16_t *, int64_t, int64_t, float *, float *) = minmax_generic;
-  void (*codes_lo)(const float *, const uint16_t *, int64_t, int64_t, float, float, int, uint8_t *, const char *) =
-      codes_lo_generic;
-  void (*codes_hi)(const float *, const uint16_t *, int64_t, int64_t, float, float, int, uint8_t *, const char *) =
-      codes_hi_generic;
-  const char *pf = (const char *)next;
+                       float *sc, float *stash, quant_fail *fail, const void *next) {
 #if RESQ_CPU_X86
-  if (qp->avx512) {
-    minmax = minmax_avx512;
-    codes_lo = codes_lo_avx512;
-    codes_hi = codes_hi_avx512;
-  }
+  if (qp->avx512) return quant_row_avx512(qp, x32, x16, m, out, sc, stash, fail, next);
 #endif
+  (void)stash;
+  (void)next;
+  const int64_t G = qp->ngroups, P = qp->nparts;
+  int64_t c0, n;
+  int bits, hi;
+  float *ps = sc, *pz = sc + qp->p_al;
   /* pass 1: every scale of the row before anything is written */
-  for (int64_t g = 0; g < G; g++) {
-    int64_t c0 = g * qp->group;
-    float mn, mx;
-    if (lpg > 0) {
-      minmax(x32, x16, c0, lpg, &mn, &mx);
-      if (!params(mn, mx, qp->clip, qp->bits_lo, &sc[4 * g], &sc[4 * g + 1], fail)) {
-        fail->row = m;
-        fail->c0 = c0;
-        fail->c1 = c0 + lpg;
-        return 1;
-      }
+  for (int64_t p = 0; p < P; p++) {
+    float mn, mx, pp[4];
+    part_of(qp, p, &c0, &n, &bits, &hi);
+    minmax_generic(x32, x16, c0, n, &mn, &mx);
+    if (!params(mn, mx, qp->clip, bits, pp, fail)) {
+      fail->row = m;
+      fail->c0 = c0;
+      fail->c1 = c0 + n;
+      return 1;
     }
-    if (r > 0) {
-      minmax(x32, x16, c0 + lpg, r, &mn, &mx);
-      if (!params(mn, mx, qp->clip, qp->bits_hi, &sc[4 * g + 2], &sc[4 * g + 3], fail)) {
-        fail->row = m;
-        fail->c0 = c0 + lpg;
-        fail->c1 = c0 + qp->group;
-        return 1;
-      }
-    }
+    ps[p] = pp[0];
+    pz[p] = pp[1];
   }
   /* pass 2: codes, scales, zeros */
-  for (int64_t g = 0; g < G; g++) {
-    int64_t c0 = g * qp->group;
-    if (lpg > 0) {
-      codes_lo(x32, x16, c0, lpg, sc[4 * g], sc[4 * g + 1], qp->bits_lo, out->q_lo + m * out->ld_lo + g * qp->lo_bpg,
-               pf);
-      out->scale_lo[m * G + g] = sc[4 * g];
-      out->zero_lo[m * G + g] = (int32_t)sc[4 * g + 1];
-    }
-    if (r > 0) {
-      codes_hi(x32, x16, c0 + lpg, r, sc[4 * g + 2], sc[4 * g + 3], qp->bits_hi, out->q_hi + m * out->ld_hi + g * r, pf);
-      out->scale_hi[m * G + g] = sc[4 * g + 2];
-      out->zero_hi[m * G + g] = (int32_t)sc[4 * g + 3];
+  for (int64_t p = 0; p < P; p++) {
+    part_of(qp, p, &c0, &n, &bits, &hi);
+    int64_t g = qp->ppg == 2 ? p >> 1 : p;
+    if (hi) {
+      codes_generic(x32, x16, c0, n, ps[p], pz[p], bits, 0, out->q_hi + m * out->ld_hi + g * qp->r);
+      out->scale_hi[m * G + g] = ps[p];
+      out->zero_hi[m * G + g] = (int32_t)pz[p];
+    } else {
+      codes_generic(x32, x16, c0, n, ps[p], pz[p], bits, 1, out->q_lo + m * out->ld_lo + g * qp->lo_bpg);
+      out->scale_lo[m * G + g] = ps[p];
+      out->zero_lo[m * G + g] = (int32_t)pz[p];
     }
   }
   return 0;
@@ -248,7 +447,8 @@ static void quant_task(void *arg, int tid, int nt) {
   int64_t b, e;
   resq_cpu_range(J->M, tid, nt, &b, &e);
   float *sc = J->scratch + (size_t)tid * (size_t)J->stride;
-  float *t = sc + (J->qp.ngroups * 4 + 15) / 16 * 16, *nu = t + J->n_al, *h = nu + J->n_al;
+  /* per thread: the part parameters, then (fused) the Hadamard's t, nu and output h, or the f16 stash in t */
+  float *t = sc + resq_cpu_quant_scratch(&J->qp), *nu = t + J->n_al, *h = nu + J->n_al;
   J->failed[tid] = 0;
   for (int64_t m = b; m < e; m++) {
     const float *x32 = J->x32 ? J->x32 + m * J->ldx : NULL;
@@ -266,7 +466,7 @@ static void quant_task(void *arg, int tid, int nt) {
     const void *next = J->fused || m + 1 >= e ? NULL
                        : J->x32 ? (const void *)(x32 + J->ldx)
                                 : (const void *)(x16 + J->ldx);
-    if (resq_cpu_quant_row(&J->qp, x32, x16, m, J->out, sc, &J->fail[tid], next)) {
+    if (resq_cpu_quant_row(&J->qp, x32, x16, m, J->out, sc, t, &J->fail[tid], next)) {
       J->failed[tid] = 1;
       return;
     }
@@ -335,7 +535,7 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
   J.x16 = x16;
   J.out = out;
   J.n_al = (p->K + 15) / 16 * 16;
-  J.stride = (L.ngroups * 4 + 15) / 16 * 16 + (fused ? 3 * J.n_al : 0);
+  J.stride = resq_cpu_quant_scratch(&J.qp) + (fused ? 3 : 1) * J.n_al;
   int nt = resq_cpu_get_threads();
   if (nt > 64) nt = 64;
   if (nt > M) nt = (int)M;
