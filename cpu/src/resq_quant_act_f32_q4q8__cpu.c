@@ -313,6 +313,14 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, i
     if (pf)
       for (int b = 0; b < left * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
     uint8_t *d = dst + (lo ? i / 2 : i);
+    if ((left & 15) == 0) { /* whole vectors (groups of 128 with r = 16: every part): constant masks and sizes */
+      switch (left / 16) {
+        case 1: codes_step(x + i, 16, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        case 2: codes_step(x + i, 32, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        default: codes_step(x + i, 48, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      }
+      return;
+    }
     switch ((left + 15) / 16) {
       case 1: codes_step(x + i, left, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
       case 2: codes_step(x + i, left, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
