@@ -122,7 +122,7 @@ typedef struct had_io {
   const had_plan *hp;
   float *t, *nu, *y32;
   uint16_t *y16;
-  __mmask16 ovf;
+  __m512 amax; /* max |output| so far (f16 outputs): one vrangeps per vector, one compare per row */
   const char *pf; /* the next row's input (prefetched during the first cross pass), or NULL */
   int64_t esz;    /* its bytes per element */
 } had_io;
@@ -134,8 +134,7 @@ static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i,
     _mm512_storeu_ps(io->y32 + i, v);
   } else {
     _mm256_storeu_si256((__m256i *)(io->y16 + i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    __m512 a = _mm512_abs_ps(v); /* RNE to f16 gives +-Inf exactly when |v| >= 65520 */
-    io->ovf |= _mm512_cmp_ps_mask(a, _mm512_set1_ps(65520.0f), _CMP_GE_OQ);
+    io->amax = _mm512_range_ps(io->amax, v, 0x0b); /* imm 0x0b: max |.|, sign cleared (exact) */
   }
 }
 
@@ -262,7 +261,7 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
   int lm = 0;
   while (((int64_t)1 << lm) < m) lm++;
   const int nin = lm < 4 ? lm : 4, ncross = lm - nin;
-  had_io io = {hp, t, nu, y32, y16, 0, NULL, x32 ? 4 : 2};
+  had_io io = {hp, t, nu, y32, y16, _mm512_setzero_ps(), NULL, x32 ? 4 : 2};
   const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
   /* pass 1: load, signs, strides 1..8 */
   for (int64_t i = 0; i < n; i += 16) {
@@ -297,7 +296,8 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
       }
     }
   if (hp->K > 1) mix_all(&io);
-  if (io.ovf) *overflow = 1;
+  /* RNE to f16 gives +-Inf exactly when |v| >= 65520 */
+  if (!y32 && _mm512_cmp_ps_mask(io.amax, _mm512_set1_ps(65520.0f), _CMP_GE_OQ)) *overflow = 1;
 }
 
 RESQ_AVX512_END
