@@ -354,6 +354,13 @@ static void case_errors(void) {
   for (int i = 0; i < 2 * 64; i++) tiny[i] = i % 3 ? 1e-45f : 0.0f;
   SAME(resq_quant_act_f32_q4q8__ref(&p, M, tiny, K, &a.q), resq_quant_act_f32_q4q8__cpu(&p, M, tiny, K, &b.q),
        "degenerate scale");
+  /* f16 input: only a clip ratio this small can make s degenerate (the f16 range path reports it) */
+  uint16_t x16[2 * 64];
+  for (int i = 0; i < 2 * 64; i++) x16[i] = resq_f32_to_f16(x[i]);
+  q = p;
+  q.clip = 1e-45f;
+  SAME(resq_quant_act_f16_q4q8__ref(&q, M, x16, K, &a.q), resq_quant_act_f16_q4q8__cpu(&q, M, x16, K, &b.q),
+       "f16 degenerate scale (clip 1e-45)");
   q = p;
   q.mode = RESQ_QMODE_PATH_B_BF16;
   RC_CHECK(resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q) == RESQ_ERR_UNSUPPORTED, "path B: %s", resq_last_error());

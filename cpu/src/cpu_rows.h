@@ -51,12 +51,10 @@ void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, i
 /* floats of the sc scratch of resq_cpu_quant_row (a multiple of 16) */
 int64_t resq_cpu_quant_scratch(const quant_plan *qp);
 /* sc: scratch of resq_cpu_quant_scratch() floats, 64-byte aligned (per-part
- * minima, maxima and parameters of the row).
- * stash: scratch of K floats, 64-byte aligned; f16 input only (the AVX-512
- * pass 1 leaves the converted row there for the codes pass). next: the row to
- * be quantized after this one (its bytes are prefetched into L2 during the
- * codes pass), or NULL. */
+ * minima, maxima and parameters of the row). next: the row to be quantized
+ * after this one (its bytes are prefetched into L2 during the codes pass), or
+ * NULL. */
 int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
-                       float *sc, float *stash, quant_fail *fail, const void *next);
+                       float *sc, quant_fail *fail, const void *next);
 
 #endif

@@ -123,17 +123,24 @@ static inline __attribute__((always_inline)) __mmask16 tail_mask(int64_t left) {
   return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1);
 }
 
-/* Pass 1 of a part: 16 lanes of partial minima and maxima to vmn, vmx (the
- * lanes are reduced 16 parts at a time by params16). f16 input: the converted
- * values are also stored to stash (at the same channel offsets), so that the
- * codes pass reads f32 from L1 instead of converting again (vcvtph2ps costs 2
- * uops of the two vector ports). */
+/* Pass 1 of a part, to 64 bytes at vmn and vmx (their lanes are reduced 16
+ * parts at a time by params16).
+ * f32 input: 16 lanes of partial minima and maxima.
+ * f16 input: 32 lanes of f16 bit patterns, compared as integers without a
+ * conversion (2 uops per 32 values instead of 8): f16 is sign-magnitude, so
+ * among the bit patterns read as int16 the largest is the largest
+ * non-negative value (negatives are < 0 as int16), and read as uint16 the
+ * largest of those >= 0x8000 is the most negative value. Starting from 0
+ * (+0.0) and 0x8000 (-0.0) gives max(x, 0) and min(x, -0.0): the same numbers
+ * as the reference's min/max with 0 (a -0.0 minimum gives the same s, z and
+ * guard as +0.0: mx - mn, -mn / s, mn == 0 and the max |x| are unchanged).
+ * Masked-off lanes load 0, neutral for both. */
 static inline __attribute__((always_inline)) void minmax_avx512(const float *x32, const uint16_t *x16, int64_t c0,
-                                                                int64_t n, float *vmn, float *vmx, float *stash) {
-  /* vminps(v, mn) = v < mn ? v : mn, the reference's update; masked-off lanes load 0 (neutral: the range includes 0) */
-  __m512 mn0 = _mm512_setzero_ps(), mx0 = mn0, mn1 = mn0, mx1 = mn0;
+                                                                int64_t n, float *vmn, float *vmx) {
   int64_t i = 0;
   if (x32) {
+    /* vminps(v, mn) = v < mn ? v : mn, the reference's update */
+    __m512 mn0 = _mm512_setzero_ps(), mx0 = mn0, mn1 = mn0, mx1 = mn0;
     for (; i + 32 <= n; i += 32) {
       __m512 a = _mm512_loadu_ps(x32 + c0 + i), b = _mm512_loadu_ps(x32 + c0 + i + 16);
       mn0 = _mm512_min_ps(a, mn0);
@@ -146,28 +153,30 @@ static inline __attribute__((always_inline)) void minmax_avx512(const float *x32
       mn0 = _mm512_min_ps(a, mn0);
       mx0 = _mm512_max_ps(a, mx0);
     }
+    _mm512_store_ps(vmn, _mm512_min_ps(mn0, mn1));
+    _mm512_store_ps(vmx, _mm512_max_ps(mx0, mx1));
   } else {
-    for (; i + 32 <= n; i += 32) {
-      __m512 a = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + c0 + i)));
-      __m512 b = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + c0 + i + 16)));
-      _mm512_storeu_ps(stash + c0 + i, a);
-      _mm512_storeu_ps(stash + c0 + i + 16, b);
-      mn0 = _mm512_min_ps(a, mn0);
-      mx0 = _mm512_max_ps(a, mx0);
-      mn1 = _mm512_min_ps(b, mn1);
-      mx1 = _mm512_max_ps(b, mx1);
+    __m512i mx0 = _mm512_setzero_si512(), mx1 = mx0, mn0 = _mm512_set1_epi16((short)0x8000), mn1 = mn0;
+    for (; i + 64 <= n; i += 64) {
+      __m512i a = _mm512_loadu_si512(x16 + c0 + i), b = _mm512_loadu_si512(x16 + c0 + i + 32);
+      mx0 = _mm512_max_epi16(mx0, a);
+      mn0 = _mm512_max_epu16(mn0, a);
+      mx1 = _mm512_max_epi16(mx1, b);
+      mn1 = _mm512_max_epu16(mn1, b);
     }
-    for (; i < n; i += 16) {
-      __mmask16 k = tail_mask(n - i);
-      __m512 a = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x16 + c0 + i));
-      _mm512_mask_storeu_ps(stash + c0 + i, k, a);
-      mn0 = _mm512_min_ps(a, mn0);
-      mx0 = _mm512_max_ps(a, mx0);
+    for (; i < n; i += 32) {
+      int64_t left = n - i;
+      __m512i a = _mm512_maskz_loadu_epi16(left >= 32 ? ~(__mmask32)0 : (__mmask32)((1u << left) - 1), x16 + c0 + i);
+      mx0 = _mm512_max_epi16(mx0, a);
+      mn0 = _mm512_max_epu16(mn0, a);
     }
+    _mm512_store_si512(vmn, _mm512_max_epu16(mn0, mn1));
+    _mm512_store_si512(vmx, _mm512_max_epi16(mx0, mx1));
   }
-  _mm512_store_ps(vmn, _mm512_min_ps(mn0, mn1));
-  _mm512_store_ps(vmx, _mm512_max_ps(mx0, mx1));
 }
+
+/* The two halves of every dword of r (f16 patterns) folded with OP, converted to f32 */
+#define RESQ_FOLD16(R, OP) _mm512_cvtph_ps(_mm512_cvtepi32_epi16(OP(R, _mm512_srli_epi32(R, 16))))
 
 /* 16 vectors to one: lane j = min (max) over the 16 lanes of v[j]. 45 shuffles
  * and min/max instead of 16 horizontal reductions of 8 uops each; min and max
@@ -188,18 +197,32 @@ static inline __attribute__((always_inline)) void minmax_avx512(const float *x32
     return OP(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),                                     \
               _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));                                    \
   }
+#define RESQ_MAXS16(A, B) _mm512_castsi512_ps(_mm512_max_epi16(_mm512_castps_si512(A), _mm512_castps_si512(B)))
+#define RESQ_MAXU16(A, B) _mm512_castsi512_ps(_mm512_max_epu16(_mm512_castps_si512(A), _mm512_castps_si512(B)))
 RESQ_TRANSPOSE_REDUCE(reduce16_min, _mm512_min_ps)
 RESQ_TRANSPOSE_REDUCE(reduce16_max, _mm512_max_ps)
+RESQ_TRANSPOSE_REDUCE(reduce16_maxs16, RESQ_MAXS16) /* f16 input: per int16 half of each dword */
+RESQ_TRANSPOSE_REDUCE(reduce16_maxu16, RESQ_MAXU16)
 #undef RESQ_TRANSPOSE_REDUCE
+#undef RESQ_MAXS16
+#undef RESQ_MAXU16
 
 /* params() for 16 parts at once: the same fp32 operations in the same order,
  * one lane per part. Returns 0 if a lane's scale is degenerate (the caller
  * then finds and reports the first one with params()). */
-static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, float clip,
+static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, int f16, float clip,
                                                           const float *maxq16, float *ps, float *pz, float *pr,
                                                           float *pt) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), vclip = _mm512_set1_ps(clip);
-  __m512 mn = reduce16_min(vmn), mx = reduce16_max(vmx);
+  __m512 mn, mx;
+  if (f16) {
+    __m512i a = _mm512_castps_si512(reduce16_maxu16(vmn)), b = _mm512_castps_si512(reduce16_maxs16(vmx));
+    mn = RESQ_FOLD16(a, _mm512_max_epu16);
+    mx = RESQ_FOLD16(b, _mm512_max_epi16);
+  } else {
+    mn = reduce16_min(vmn);
+    mx = reduce16_max(vmx);
+  }
   __m512 amax = _mm512_max_ps(_mm512_sub_ps(zero, mn), mx);
   mn = _mm512_mul_ps(mn, vclip);
   mx = _mm512_mul_ps(mx, vclip);
@@ -257,16 +280,19 @@ static inline __attribute__((always_inline)) __m512i rint_div(__m512 v, __m512 v
  * with (1, 16) joins each channel pair (2j, 2j+1) into one byte (adjacent in
  * the packed order), vpermd + vpmovwb reorder and narrow. Vectors past nv are
  * zero (not computed), their codes are never stored. */
-static inline __attribute__((always_inline)) void codes_step(const float *x, int64_t left, int nv, __m512 vs,
-                                                             __m512 vr, __m512 vthr, __m512i vz, __m512i vmaxq, int lo,
-                                                             uint8_t *dst) {
+static inline __attribute__((always_inline)) void codes_step(const float *x, const uint16_t *x16, int64_t left,
+                                                             int nv, __m512 vs, __m512 vr, __m512 vthr, __m512i vz,
+                                                             __m512i vmaxq, int lo, uint8_t *dst) {
   const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
   /* hi: output dword J from packed dword 4 (J % 4) + J / 4; lo (after vpmaddubsw): dword 4k + L from 4L + k */
   const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   __m512 v[4], q[4];
   __m512i c[4];
   for (int j = 0; j < 4; j++) {
-    v[j] = j < nv ? _mm512_maskz_loadu_ps(tail_mask(left - 16 * j), x + 16 * j) : _mm512_setzero_ps();
+    __mmask16 k = tail_mask(left - 16 * j);
+    v[j] = j >= nv ? _mm512_setzero_ps()
+           : x16   ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x16 + 16 * j))
+                   : _mm512_maskz_loadu_ps(k, x + 16 * j);
     q[j] = _mm512_mul_ps(v[j], vr);
   }
   /* imm 0x08: fraction bits 0, round to nearest even, no precision exception; 0x0b: max |.|, sign cleared */
@@ -296,17 +322,19 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, int
   }
 }
 
-static inline __attribute__((always_inline)) void codes_avx512(const float *x, int64_t c0, int64_t n, float s,
-                                                               float z, float r, float thr, __m512i vmaxq, int lo,
-                                                               uint8_t *dst, const char *pf, int esz) {
+static inline __attribute__((always_inline)) void codes_avx512(const float *x, const uint16_t *x16, int64_t c0,
+                                                               int64_t n, float s, float z, float r, float thr,
+                                                               __m512i vmaxq, int lo, uint8_t *dst, const char *pf,
+                                                               int esz) {
   const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r), vthr = _mm512_set1_ps(thr);
   const __m512i vz = _mm512_set1_epi16((short)z);
-  x += c0;
+  if (x16) x16 += c0;
+  else x += c0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
     if (pf)
       for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
-    codes_step(x + i, 64, 4, vs, vr, vthr, vz, vmaxq, lo, dst + (lo ? i / 2 : i));
+    codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 64, 4, vs, vr, vthr, vz, vmaxq, lo, dst + (lo ? i / 2 : i));
   }
   if (i < n) {
     int64_t left = n - i;
@@ -315,48 +343,66 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, i
     uint8_t *d = dst + (lo ? i / 2 : i);
     if ((left & 15) == 0) { /* whole vectors (groups of 128 with r = 16: every part): constant masks and sizes */
       switch (left / 16) {
-        case 1: codes_step(x + i, 16, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
-        case 2: codes_step(x + i, 32, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
-        default: codes_step(x + i, 48, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 16, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 32, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 48, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
       }
       return;
     }
     switch ((left + 15) / 16) {
-      case 1: codes_step(x + i, left, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      case 2: codes_step(x + i, left, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      case 3: codes_step(x + i, left, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      default: codes_step(x + i, left, 4, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 3: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 4, vs, vr, vthr, vz, vmaxq, lo, d); break;
     }
   }
 }
 
 /* One row on the AVX-512 path: everything inlined into one function (for
  * groups of 128 the per-part calls and their setup cost more than the part's
- * arithmetic). */
-static int quant_row_avx512(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m,
-                            const resq_qact *out, float *sc, float *stash, quant_fail *fail, const void *next) {
+ * arithmetic), one copy per input type. */
+static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *qp, const float *x32,
+                                                             const uint16_t *x16, int64_t m, const resq_qact *out,
+                                                             float *sc, quant_fail *fail, const void *next,
+                                                             const int f16) {
   const int64_t G = qp->ngroups, P = qp->nparts, Pa = qp->p_al;
   float *ps = sc, *pz = ps + Pa, *pr = pz + Pa, *pt = pr + Pa, *vmn = pt + Pa, *vmx = vmn + 16 * Pa;
   const __m512i maxq_lo = _mm512_set1_epi8((char)((1 << qp->bits_lo) - 1));
   const __m512i maxq_hi = _mm512_set1_epi8((char)((1 << qp->bits_hi) - 1));
-  const int esz = x32 ? 4 : 2;
+  const int esz = f16 ? 2 : 4;
   int64_t c0, n;
   int bits, hi;
+  if (f16) x32 = NULL;
+  else x16 = NULL;
   /* pass 1: the range of every part, then every scale of the row before anything is written */
   for (int64_t p = 0; p < P; p++) {
     part_of(qp, p, &c0, &n, &bits, &hi);
-    minmax_avx512(x32, x16, c0, n, vmn + 16 * p, vmx + 16 * p, stash);
+    minmax_avx512(x32, x16, c0, n, vmn + 16 * p, vmx + 16 * p);
   }
   for (int64_t p = P; p < Pa; p++) { /* padding parts: an all-zero range (valid parameters, never used) */
     _mm512_store_ps(vmn + 16 * p, _mm512_setzero_ps());
     _mm512_store_ps(vmx + 16 * p, _mm512_setzero_ps());
   }
   for (int64_t p0 = 0; p0 < Pa; p0 += 16)
-    if (!params16(vmn + 16 * p0, vmx + 16 * p0, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
-      /* a degenerate scale in this block: reduce its parts one by one, in row order, to report the first */
+    if (!params16(vmn + 16 * p0, vmx + 16 * p0, f16, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
+      /* a degenerate scale in this block (f32 input, or f16 with a tiny clip): its parts one by one, in row
+       * order, to report the first */
       for (int64_t p = p0; p < p0 + 16 && p < P; p++) {
-        float mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * p));
-        float mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * p)), pp[4];
+        float mn, mx, pp[4];
+        if (f16) {
+          const uint16_t *bn = (const uint16_t *)(vmn + 16 * p), *bx = (const uint16_t *)(vmx + 16 * p);
+          uint16_t un = 0x8000;
+          int16_t sx = 0;
+          for (int j = 0; j < 32; j++) {
+            if (bn[j] > un) un = bn[j];
+            if ((int16_t)bx[j] > sx) sx = (int16_t)bx[j];
+          }
+          mn = resq_f16_to_f32(un);
+          mx = resq_f16_to_f32((uint16_t)sx);
+        } else {
+          mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * p));
+          mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * p));
+        }
         part_of(qp, p, &c0, &n, &bits, &hi);
         if (!params(mn, mx, qp->clip, bits, pp, fail)) {
           fail->row = m;
@@ -367,23 +413,27 @@ static int quant_row_avx512(const quant_plan *qp, const float *x32, const uint16
       }
     }
   /* pass 2: codes, scales, zeros */
-  const float *xf = x32 ? x32 : stash;
   for (int64_t p = 0; p < P; p++) {
     part_of(qp, p, &c0, &n, &bits, &hi);
     int64_t g = qp->ppg == 2 ? p >> 1 : p;
     if (hi) {
-      codes_avx512(xf, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
+      codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
                    (const char *)next, esz);
       out->scale_hi[m * G + g] = ps[p];
       out->zero_hi[m * G + g] = (int32_t)pz[p];
     } else {
-      codes_avx512(xf, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_lo, 1, out->q_lo + m * out->ld_lo + g * qp->lo_bpg,
-                   (const char *)next, esz);
+      codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_lo, 1,
+                   out->q_lo + m * out->ld_lo + g * qp->lo_bpg, (const char *)next, esz);
       out->scale_lo[m * G + g] = ps[p];
       out->zero_lo[m * G + g] = (int32_t)pz[p];
     }
   }
   return 0;
+}
+
+static int quant_row_avx512(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m,
+                            const resq_qact *out, float *sc, quant_fail *fail, const void *next) {
+  return x32 ? quant_row_t(qp, x32, NULL, m, out, sc, fail, next, 0) : quant_row_t(qp, NULL, x16, m, out, sc, fail, next, 1);
 }
 
 RESQ_AVX512_END
@@ -392,11 +442,10 @@ RESQ_AVX512_END
 /* ------------------------------------------------------------------ one row */
 
 int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x16, int64_t m, const resq_qact *out,
-                       float *sc, float *stash, quant_fail *fail, const void *next) {
+                       float *sc, quant_fail *fail, const void *next) {
 #if RESQ_CPU_X86
-  if (qp->avx512) return quant_row_avx512(qp, x32, x16, m, out, sc, stash, fail, next);
+  if (qp->avx512) return quant_row_avx512(qp, x32, x16, m, out, sc, fail, next);
 #endif
-  (void)stash;
   (void)next;
   const int64_t G = qp->ngroups, P = qp->nparts;
   int64_t c0, n;
@@ -455,7 +504,7 @@ static void quant_task(void *arg, int tid, int nt) {
   int64_t b, e;
   resq_cpu_range(J->M, tid, nt, &b, &e);
   float *sc = J->scratch + (size_t)tid * (size_t)J->stride;
-  /* per thread: the part parameters, then (fused) the Hadamard's t, nu and output h, or the f16 stash in t */
+  /* per thread: the part parameters, then (fused) the Hadamard's t, nu and output h */
   float *t = sc + resq_cpu_quant_scratch(&J->qp), *nu = t + J->n_al, *h = nu + J->n_al;
   J->failed[tid] = 0;
   for (int64_t m = b; m < e; m++) {
@@ -474,7 +523,7 @@ static void quant_task(void *arg, int tid, int nt) {
     const void *next = J->fused || m + 1 >= e ? NULL
                        : J->x32 ? (const void *)(x32 + J->ldx)
                                 : (const void *)(x16 + J->ldx);
-    if (resq_cpu_quant_row(&J->qp, x32, x16, m, J->out, sc, t, &J->fail[tid], next)) {
+    if (resq_cpu_quant_row(&J->qp, x32, x16, m, J->out, sc, &J->fail[tid], next)) {
       J->failed[tid] = 1;
       return;
     }
@@ -543,7 +592,7 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
   J.x16 = x16;
   J.out = out;
   J.n_al = (p->K + 15) / 16 * 16;
-  J.stride = resq_cpu_quant_scratch(&J.qp) + (fused ? 3 : 1) * J.n_al;
+  J.stride = resq_cpu_quant_scratch(&J.qp) + (fused ? 3 * J.n_al : 0);
   int nt = resq_cpu_get_threads();
   if (nt > 64) nt = 64;
   if (nt > M) nt = (int)M;
