@@ -150,6 +150,25 @@ static void case_shapes(void) {
   }
 }
 
+/* f32 rows through the reference once and the CPU backend on every dispatch path (default threads). */
+static void check_f32_rows(const resq_qact_params *p, const resq_qact_layout *L, const float *x, int64_t M, int64_t ld,
+                           const char *what) {
+  qbuf want, got;
+  qbuf_alloc(&want, L, M, 0);
+  RC_CHECK(resq_quant_act_f32_q4q8__ref(p, M, x, ld, &want.q) == RESQ_OK, "ref: %s", resq_last_error());
+  for (int i = 0; i < g_nisa; i++) {
+    resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+    qbuf_alloc(&got, L, M, 0);
+    RC_CHECK(resq_quant_act_f32_q4q8__cpu(p, M, x, ld, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
+    char tag[64];
+    snprintf(tag, sizeof tag, "%s, %s", what, resq_cpu_isa_name(resq_cpu_get_isa()));
+    compare(&got, &want, tag);
+    qbuf_free(&got);
+  }
+  qbuf_free(&want);
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+}
+
 /* Quotients x/s within a few ulps of a half-integer, in f32: any shortcut for
  * the contract's rint(fl(x / s)) (a multiplication by 1/s, a reciprocal
  * estimate) rounds some of these differently; with the shortcut
@@ -197,20 +216,7 @@ static void case_near_ties(void) {
             p.bits_lo, p.bits_hi, (double)p.clip, (long long)M);
     float *x = calloc((size_t)(M * ld), 4);
     fill_near_ties(&r, &p, &L, x, M, ld);
-    qbuf want, got;
-    qbuf_alloc(&want, &L, M, 0);
-    RC_CHECK(resq_quant_act_f32_q4q8__ref(&p, M, x, ld, &want.q) == RESQ_OK, "ref: %s", resq_last_error());
-    for (int i = 0; i < g_nisa; i++) {
-      resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
-      qbuf_alloc(&got, &L, M, 0);
-      RC_CHECK(resq_quant_act_f32_q4q8__cpu(&p, M, x, ld, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
-      char tag[64];
-      snprintf(tag, sizeof tag, "near ties, %s", resq_cpu_isa_name(resq_cpu_get_isa()));
-      compare(&got, &want, tag);
-      qbuf_free(&got);
-    }
-    qbuf_free(&want);
-    resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+    check_f32_rows(&p, &L, x, M, ld, "near ties");
     free(x);
   }
 }
@@ -242,20 +248,7 @@ static void case_extreme(void) {
                 (long long)p.r, p.bits_lo, p.bits_hi, (double)p.clip, (long long)M, scales[si]);
         float *x = malloc(sizeof(float) * (size_t)(M * K));
         for (int64_t i = 0; i < M * K; i++) x[i] = (float)(resq_rng_normal(&r) * scales[si]);
-        qbuf want, got;
-        qbuf_alloc(&want, &L, M, 0);
-        RC_CHECK(resq_quant_act_f32_q4q8__ref(&p, M, x, K, &want.q) == RESQ_OK, "ref: %s", resq_last_error());
-        for (int i = 0; i < g_nisa; i++) {
-          resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
-          qbuf_alloc(&got, &L, M, 0);
-          RC_CHECK(resq_quant_act_f32_q4q8__cpu(&p, M, x, K, &got.q) == RESQ_OK, "cpu: %s", resq_last_error());
-          char tag[64];
-          snprintf(tag, sizeof tag, "extreme ranges, %s", resq_cpu_isa_name(resq_cpu_get_isa()));
-          compare(&got, &want, tag);
-          qbuf_free(&got);
-        }
-        qbuf_free(&want);
-        resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+        check_f32_rows(&p, &L, x, M, K, "extreme ranges");
         free(x);
       }
 }
