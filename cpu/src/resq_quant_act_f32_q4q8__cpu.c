@@ -3,13 +3,15 @@
  * to resq_quant_act_{f32,f16}_q4q8__ref, and the fused Hadamard + quantizer of
  * the down_proj input.
  *
- * Per row: pass 1 finds min/max of every part of every group (vminps/vmaxps
- * against 0, exact) and the scalar parameters in the reference's order
- * (s = (mx - mn) / maxq, z = rint(-mn / s)); pass 2 computes every code as
- * clamp(rint(x / s) + z, 0, maxq) with an IEEE division (vdivps), vrndscaleps
- * round-to-nearest-even, an fp32 add and the clamp, then packs the lo codes two
- * per byte (vpmovqb of c_even | c_odd << 4) and the hi codes one per byte.
- * Rows are split across the threads. */
+ * Per row (AVX-512 path): pass 1 finds the range of every part of every group
+ * (f32: vminps/vmaxps against 0; f16: integer max of the bit patterns, see
+ * minmax_avx512; both exact), then the parameters of 16 parts at once in the
+ * reference's fp32 order (s = (mx - mn) / maxq, z = rint(-mn / s)); pass 2
+ * computes every code clamp(rint(x / s) + z, 0, maxq) as rint(x * fl(1/s))
+ * where that is provably the same integer and with the IEEE division where it
+ * may not be (codes_step has the bound), clamps and packs with saturating
+ * integer packs (lo codes two per byte, hi codes one per byte). The portable
+ * path is the reference's loop. Rows are split across the threads. */
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
