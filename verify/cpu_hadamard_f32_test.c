@@ -150,10 +150,19 @@ static void case_errors(void) {
          "small workspace");
     SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, NULL, NULL, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, NULL, NULL, ws),
          "NULL workspace");
-    s[77] = 0;
-    SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, s, work, ws),
-         "sign 0");
+    /* every kind of bad sign, the first of two reported (the cpu check is a vectorized OR, then a scan) */
+    static const int8_t bad[] = {0, 2, -2, 3, 127, -128};
+    for (size_t b = 0; b < sizeof bad; b++) {
+      s[77] = bad[b];
+      s[3000] = 0;
+      char want[256];
+      SAME(resq_hadamard_f16__ref(2, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n, y, n, s, work, ws),
+           "bad sign");
+      snprintf(want, sizeof want, "hadamard: signs[77] = %d (must be +1 or -1)", bad[b]);
+      RC_CHECK(strstr(resq_last_error(), want) != NULL, "sign %d: message '%s', want '%s'", bad[b], resq_last_error(), want);
+    }
     s[77] = 1;
+    s[3000] = 1;
     SAME(resq_hadamard_f16__ref(-1, n, x, n, yr, n, s, work, ws), resq_hadamard_f16__cpu(-1, n, x, n, y, n, s, work, ws),
          "rows < 0");
     SAME(resq_hadamard_f16__ref(2, n, x, n - 1, yr, n, s, work, ws), resq_hadamard_f16__cpu(2, n, x, n - 1, y, n, s, work, ws),

@@ -569,10 +569,9 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
     int64_t m;
     st = resq_hadamard_factor(p->K, &K, &m);
     if (st) return st;
-    if (signs)
-      for (int64_t i = 0; i < p->K; i++)
-        if (signs[i] != 1 && signs[i] != -1)
-          return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: signs[%lld] = %d (must be +1 or -1)", (long long)i, signs[i]);
+    const int64_t bad = signs ? resq_cpu_first_bad_sign(signs, p->K) : -1;
+    if (bad >= 0)
+      return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: signs[%lld] = %d (must be +1 or -1)", (long long)bad, signs[bad]);
   }
   if (M == 0) return RESQ_OK;
   const int avx = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
