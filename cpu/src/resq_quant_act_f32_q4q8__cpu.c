@@ -324,6 +324,47 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
   }
 }
 
+/* The last 64 channels of a group whose lo part ends in 48 channels and whose
+ * hi part has 16 (groups of 128 with r = 16, the per-head KV case): one step
+ * for both parts instead of a 3-vector lo step and a 1-vector hi step. Vectors
+ * 0-2 use the lo parameters, vector 3 the hi ones; the tie test compares the
+ * four against the smaller threshold (a superset of the lanes either part
+ * would divide), z and maxq are blended per word / byte, and the same packed
+ * vector gives both outputs: 24 nibble bytes (the 25th-32nd, which join hi
+ * codes, are not stored) and the 16 hi bytes. */
+static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *src, const int f16, const float *pl,
+                                                                  const float *ph, __m512i maxq_lo, __m512i maxq_hi,
+                                                                  uint8_t *dlo, uint8_t *dhi) {
+  const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
+  const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  const __m512 rl = _mm512_set1_ps(pl[2]), rh = _mm512_set1_ps(ph[2]);
+  __m512 v[4], q[4];
+  __m512i c[4];
+  for (int j = 0; j < 4; j++) {
+    v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
+               : _mm512_loadu_ps((const float *)src + 16 * j);
+    q[j] = _mm512_mul_ps(v[j], j < 3 ? rl : rh);
+  }
+  __m512 t = _mm512_range_ps(_mm512_range_ps(_mm512_reduce_ps(q[0], 0x08), _mm512_reduce_ps(q[1], 0x08), 0x0b),
+                             _mm512_range_ps(_mm512_reduce_ps(q[2], 0x08), _mm512_reduce_ps(q[3], 0x08), 0x0b), 0x0b);
+  const float thr = pl[3] < ph[3] ? pl[3] : ph[3];
+  if (_mm512_cmp_ps_mask(t, _mm512_set1_ps(thr), _CMP_GE_OQ)) {
+    for (int j = 0; j < 4; j++) c[j] = rint_div(v[j], _mm512_set1_ps(j < 3 ? pl[0] : ph[0]));
+  } else {
+    for (int j = 0; j < 4; j++) c[j] = _mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  const __m512i zl = _mm512_set1_epi16((short)pl[1]);
+  /* packs(c2, c3) per 128-bit lane: 4 words of c2, then 4 of c3; packus: bytes 12-15 of each lane are c3's */
+  const __m512i z23 = _mm512_mask_blend_epi16((__mmask32)0xF0F0F0F0u, zl, _mm512_set1_epi16((short)ph[1]));
+  const __m512i mq = _mm512_mask_blend_epi8((__mmask64)0xF000F000F000F000ull, maxq_lo, maxq_hi);
+  __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(c[0], c[1]), zl);
+  __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(c[2], c[3]), z23);
+  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), mq);
+  __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
+  _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
+  _mm_storeu_si128((__m128i *)dhi, _mm512_extracti32x4_epi32(_mm512_permutexvar_epi32(perm, b), 3));
+}
+
 static inline __attribute__((always_inline)) void codes_avx512(const float *x, const uint16_t *x16, int64_t c0,
                                                                int64_t n, float s, float z, float r, float thr,
                                                                __m512i vmaxq, int lo, uint8_t *dst, const char *pf,
@@ -415,9 +456,27 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
       }
     }
   /* pass 2: codes, scales, zeros */
+  const int joint = qp->ppg == 2 && qp->r == 16 && qp->lpg % 64 == 48;
   for (int64_t p = 0; p < P; p++) {
     part_of(qp, p, &c0, &n, &bits, &hi);
     int64_t g = qp->ppg == 2 ? p >> 1 : p;
+    if (joint) { /* both parts of group g (p even): lo up to its last 48 channels, then the joint step */
+      float ql[4], qh[4];
+      for (int j = 0; j < 4; j++) ql[j] = sc[j * Pa + p], qh[j] = sc[j * Pa + p + 1];
+      uint8_t *dlo = out->q_lo + m * out->ld_lo + g * qp->lo_bpg, *dhi = out->q_hi + m * out->ld_hi + g * 16;
+      codes_avx512(x32, x16, c0, n - 48, ql[0], ql[1], ql[2], ql[3], maxq_lo, 1, dlo, (const char *)next, esz);
+      int64_t c1 = c0 + n - 48;
+      if (next)
+        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch((const char *)next + c1 * esz + b, _MM_HINT_T1);
+      codes_lo48_hi16(f16 ? (const void *)(x16 + c1) : (const void *)(x32 + c1), f16, ql, qh, maxq_lo, maxq_hi,
+                      dlo + (n - 48) / 2, dhi);
+      out->scale_lo[m * G + g] = ql[0];
+      out->zero_lo[m * G + g] = (int32_t)ql[1];
+      out->scale_hi[m * G + g] = qh[0];
+      out->zero_hi[m * G + g] = (int32_t)qh[1];
+      p++;
+      continue;
+    }
     if (hi) {
       codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
                    (const char *)next, esz);
