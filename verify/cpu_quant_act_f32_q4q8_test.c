@@ -139,6 +139,7 @@ static void case_shapes(void) {
       {9, 9, 2, 4, 8, 100, 5},          {45, 15, 4, 4, 8, 100, 6},        {1, 1, 0, 4, 8, 100, 3},
       {1, 1, 1, 4, 8, 100, 3},          {256, 256, 32, 2, 6, 90, 4},      {100, 100, 7, 3, 5, 75, 4},
       {64, 32, 5, 1, 1, 100, 4},        {4096, 4096, 512, 4, 8, 95, 2},   {17, 17, 16, 4, 8, 100, 3},
+      {1024, 64, 16, 4, 8, 100, 5}, /* lo part of exactly 48: the joint lo + hi step with no lo step before it */
   };
   for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
     resq_qact_params p = params_of(cfg[c]);

@@ -384,7 +384,7 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, c
     if (pf)
       for (int b = 0; b < left * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
     uint8_t *d = dst + (lo ? i / 2 : i);
-    if ((left & 15) == 0) { /* whole vectors (groups of 128 with r = 16: every part): constant masks and sizes */
+    if ((left & 15) == 0) { /* whole vectors (the common splits: K/8, head_dim/8): constant masks and sizes */
       switch (left / 16) {
         case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 16, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
         case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 32, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
