@@ -140,6 +140,7 @@ static void case_shapes(void) {
       {1, 1, 1, 4, 8, 100, 3},          {256, 256, 32, 2, 6, 90, 4},      {100, 100, 7, 3, 5, 75, 4},
       {64, 32, 5, 1, 1, 100, 4},        {4096, 4096, 512, 4, 8, 95, 2},   {17, 17, 16, 4, 8, 100, 3},
       {1024, 64, 16, 4, 8, 100, 5}, /* lo part of exactly 48: the joint lo + hi step with no lo step before it */
+      {1536, 192, 16, 4, 8, 100, 7}, /* lo part of 176: two whole blocks of 64 before the joint block */
   };
   for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
     resq_qact_params p = params_of(cfg[c]);
@@ -373,6 +374,56 @@ static void case_errors(void) {
   qbuf_free(&b);
 }
 
+/* A degenerate scale in one part past the first block of 16 parts (groups of
+ * 128, r = 16: the block-wise parameter pass and, for f16, the joint range
+ * path): the CPU backend fails like the reference and names the same row and
+ * channels. f32: the lo part of group 20 of row 1 holds only 1e-45 and 0;
+ * f16: with clip = 2^-149 a part is degenerate when its range is below
+ * 7.5 (4-bit) or 127.5 (8-bit), so the hi part of group 20 of row 1 holds
+ * +-3 (s = 6 2^-149 / 255 rounds to 0; +-0.5 would round to +-0, which the
+ * reference treats as an all-zero range) and every other channel +-1000. */
+static void case_degenerate_parts(void) {
+  if (!rc_case("degenerate_part_vs_ref")) return;
+  const int64_t K = 4096, M = 3;
+  resq_qact_params p = resq_qact_default(K);
+  p.group = 128;
+  p.r = 16;
+  resq_qact_layout L;
+  RC_CHECK(resq_qact_check(&p, &L) == RESQ_OK, "params: %s", resq_last_error());
+  float *x = (float *)malloc((size_t)(M * K) * sizeof(float));
+  uint16_t *x16 = (uint16_t *)malloc((size_t)(M * K) * sizeof(uint16_t));
+  for (int f16 = 0; f16 <= 1; f16++) {
+    resq_qact_params q = p;
+    const int64_t c0 = 20 * 128 + (f16 ? 112 : 0), n = f16 ? 16 : 112;
+    for (int64_t i = 0; i < M * K; i++) x[i] = i % 2 ? 1000.0f : -1000.0f;
+    for (int64_t i = 0; i < n; i++) x[K + c0 + i] = f16 ? (i % 2 ? 3.0f : -3.0f) : (i % 3 ? 1e-45f : 0.0f);
+    if (f16) {
+      q.clip = 0x1p-149f;
+      for (int64_t i = 0; i < M * K; i++) x16[i] = resq_f32_to_f16(x[i]);
+    }
+    for (int i = 0; i < g_nisa; i++) {
+      resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+      qbuf a, b;
+      qbuf_alloc(&a, &L, M, 0);
+      qbuf_alloc(&b, &L, M, 0);
+      resq_status sa = f16 ? resq_quant_act_f16_q4q8__ref(&q, M, x16, K, &a.q) : resq_quant_act_f32_q4q8__ref(&q, M, x, K, &a.q);
+      char want[512];
+      snprintf(want, sizeof want, "%s", resq_last_error());
+      resq_status sb = f16 ? resq_quant_act_f16_q4q8__cpu(&q, M, x16, K, &b.q) : resq_quant_act_f32_q4q8__cpu(&q, M, x, K, &b.q);
+      const char *got = resq_last_error();
+      /* the CPU message adds " (rows may be partly written)" to the reference's */
+      RC_CHECK(sa == RESQ_ERR_DEGENERATE && sb == RESQ_ERR_DEGENERATE && strncmp(want, got, strlen(want)) == 0,
+               "%s, %s: ref %s \"%s\", cpu %s \"%s\"", f16 ? "f16" : "f32", resq_cpu_isa_name(resq_cpu_get_isa()),
+               resq_status_name(sa), want, resq_status_name(sb), got);
+      RC_CHECK(strstr(want, "row 1 channels [") != NULL, "reference message names row 1: \"%s\"", want);
+      qbuf_free(&a);
+      qbuf_free(&b);
+    }
+  }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  free(x), free(x16);
+}
+
 int main(int argc, char **argv) {
   rc_init("cpu_quant_act_f32_q4q8_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
@@ -382,5 +433,6 @@ int main(int argc, char **argv) {
   case_extreme();
   case_fused();
   case_errors();
+  case_degenerate_parts();
   return rc_finish();
 }

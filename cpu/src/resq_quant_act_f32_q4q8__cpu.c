@@ -5,8 +5,9 @@
  *
  * Per row (AVX-512 path): pass 1 finds the range of every part of every group
  * (f32: vminps/vmaxps against 0; f16: integer max of the bit patterns, see
- * minmax_avx512; both exact), then the parameters of 16 parts at once in the
- * reference's fp32 order (s = (mx - mn) / maxq, z = rint(-mn / s)); pass 2
+ * minmax_avx512; both exact), 16 parts at a time, each block followed by its
+ * parameters in the reference's fp32 order (s = (mx - mn) / maxq,
+ * z = rint(-mn / s)), 16 parts per vector; pass 2
  * computes every code clamp(rint(x / s) + z, 0, maxq) as rint(x * fl(1/s))
  * where that is provably the same integer and with the IEEE division where it
  * may not be (codes_step has the bound), clamps and packs with saturating
@@ -46,7 +47,8 @@ void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, i
   }
 }
 
-int64_t resq_cpu_quant_scratch(const quant_plan *qp) { return 36 * qp->p_al; }
+/* s, z, r, thr of every part (4 p_al), the ranges of one block of 16 parts (2 x 256) */
+int64_t resq_cpu_quant_scratch(const quant_plan *qp) { return 4 * qp->p_al + 512; }
 
 /* part p of a row: first channel, length, bits, and whether it is a hi part */
 static void part_of(const quant_plan *qp, int64_t p, int64_t *c0, int64_t *n, int *bits, int *hi) {
@@ -175,6 +177,36 @@ static inline __attribute__((always_inline)) void minmax_avx512(const float *x32
     _mm512_store_si512(vmn, _mm512_max_epu16(mn0, mn1));
     _mm512_store_si512(vmx, _mm512_max_epi16(mx0, mx1));
   }
+}
+
+/* Pass 1 of both parts of a group whose lo part ends 48 channels into a block
+ * of 64 and whose hi part has 16 (the groups of codes_lo48_hi16), f16 input:
+ * the same integer ranges as minmax_avx512 on the lo and the hi part, with the
+ * group read as whole blocks of 64 halves and the last block's second vector
+ * split between the parts by masks (lanes 0-15 lo, 16-31 hi), so no tail loop
+ * or mask is computed per part. */
+static inline __attribute__((always_inline)) void minmax_lo48_hi16_f16(const uint16_t *x, int64_t lpg, float *vmn_lo,
+                                                                       float *vmx_lo, float *vmn_hi, float *vmx_hi) {
+  const __m512i n80 = _mm512_set1_epi16((short)0x8000), zero = _mm512_setzero_si512();
+  __m512i mx0 = zero, mx1 = zero, mn0 = n80, mn1 = n80;
+  int64_t i = 0;
+  for (; i + 64 <= lpg; i += 64) {
+    __m512i a = _mm512_loadu_si512(x + i), b = _mm512_loadu_si512(x + i + 32);
+    mx0 = _mm512_max_epi16(mx0, a);
+    mn0 = _mm512_max_epu16(mn0, a);
+    mx1 = _mm512_max_epi16(mx1, b);
+    mn1 = _mm512_max_epu16(mn1, b);
+  }
+  const __m512i a = _mm512_loadu_si512(x + i), b = _mm512_loadu_si512(x + i + 32);
+  const __mmask32 klo = 0x0000FFFFu, khi = 0xFFFF0000u;
+  mx0 = _mm512_max_epi16(mx0, a);
+  mn0 = _mm512_max_epu16(mn0, a);
+  mx1 = _mm512_mask_max_epi16(mx1, klo, mx1, b);
+  mn1 = _mm512_mask_max_epu16(mn1, klo, mn1, b);
+  _mm512_store_si512(vmn_lo, _mm512_max_epu16(mn0, mn1));
+  _mm512_store_si512(vmx_lo, _mm512_max_epi16(mx0, mx1));
+  _mm512_store_si512(vmn_hi, _mm512_mask_max_epu16(n80, khi, n80, b));
+  _mm512_store_si512(vmx_hi, _mm512_maskz_max_epi16(khi, zero, b));
 }
 
 /* The two halves of every dword of r (f16 patterns) folded with OP, converted to f32 */
@@ -331,10 +363,15 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
  * four against the smaller threshold (a superset of the lanes either part
  * would divide), z and maxq are blended per word / byte, and the same packed
  * vector gives both outputs: 24 nibble bytes (the 25th-32nd, which join hi
- * codes, are not stored) and the 16 hi bytes. */
-static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *src, const int f16, const float *pl,
-                                                                  const float *ph, __m512i maxq_lo, __m512i maxq_hi,
-                                                                  uint8_t *dlo, uint8_t *dhi) {
+ * codes, are not stored) and the 16 hi bytes. full: store all 32 nibble bytes
+ * (a plain store instead of a masked one); the 8 extra bytes land on the next
+ * group's first lo codes, which that group's steps write afterwards, so the
+ * caller passes it for every group but the row's last. */
+static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *src, const int f16, const float *sp,
+                                                                  int64_t Pa, __m512i maxq_lo, __m512i maxq_hi,
+                                                                  uint8_t *dlo, uint8_t *dhi, int full) {
+  /* sp: the lo part's s in the scratch (s, z, r, thr of a part Pa floats apart), the hi part's at sp + 1 */
+  const float pl[4] = {sp[0], sp[Pa], sp[2 * Pa], sp[3 * Pa]}, ph[4] = {sp[1], sp[Pa + 1], sp[2 * Pa + 1], sp[3 * Pa + 1]};
   const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
   const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512 rl = _mm512_set1_ps(pl[2]), rh = _mm512_set1_ps(ph[2]);
@@ -361,7 +398,8 @@ static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *sr
   __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(c[2], c[3]), z23);
   __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), mq);
   __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
-  _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
+  if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
+  else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
   _mm_storeu_si128((__m128i *)dhi, _mm512_extracti32x4_epi32(_mm512_permutexvar_epi32(perm, b), 3));
 }
 
@@ -409,7 +447,7 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
                                                              float *sc, quant_fail *fail, const void *next,
                                                              const int f16) {
   const int64_t G = qp->ngroups, P = qp->nparts, Pa = qp->p_al;
-  float *ps = sc, *pz = ps + Pa, *pr = pz + Pa, *pt = pr + Pa, *vmn = pt + Pa, *vmx = vmn + 16 * Pa;
+  float *ps = sc, *pz = ps + Pa, *pr = pz + Pa, *pt = pr + Pa, *vmn = pt + Pa, *vmx = vmn + 256;
   const __m512i maxq_lo = _mm512_set1_epi8((char)((1 << qp->bits_lo) - 1));
   const __m512i maxq_hi = _mm512_set1_epi8((char)((1 << qp->bits_hi) - 1));
   const int esz = f16 ? 2 : 4;
@@ -417,23 +455,34 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
   int bits, hi;
   if (f16) x32 = NULL;
   else x16 = NULL;
-  /* pass 1: the range of every part, then every scale of the row before anything is written */
-  for (int64_t p = 0; p < P; p++) {
-    part_of(qp, p, &c0, &n, &bits, &hi);
-    minmax_avx512(x32, x16, c0, n, vmn + 16 * p, vmx + 16 * p);
-  }
-  for (int64_t p = P; p < Pa; p++) { /* padding parts: an all-zero range (valid parameters, never used) */
-    _mm512_store_ps(vmn + 16 * p, _mm512_setzero_ps());
-    _mm512_store_ps(vmx + 16 * p, _mm512_setzero_ps());
-  }
-  for (int64_t p0 = 0; p0 < Pa; p0 += 16)
-    if (!params16(vmn + 16 * p0, vmx + 16 * p0, f16, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
+  const int joint = qp->ppg == 2 && qp->r == 16 && qp->lpg % 64 == 48;
+  /* pass 1: the range of every part, then every scale of the row before anything is written. Blocks of
+   * 16 parts (the ranges of a block in vmn/vmx, 2 KiB reused), the parameters of each block right after
+   * its ranges: params16's division chain then overlaps the loads of the next block instead of running
+   * after the whole row (alternating calls at 2048 rows of K = 4096, groups of 128: see cpu/README). */
+  for (int64_t p0 = 0; p0 < Pa; p0 += 16) {
+    const int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
+    if (f16 && joint) {
+      for (int64_t p = p0; p < p1; p += 2)
+        minmax_lo48_hi16_f16(x16 + (p >> 1) * qp->group, qp->lpg, vmn + 16 * (p - p0), vmx + 16 * (p - p0),
+                             vmn + 16 * (p - p0 + 1), vmx + 16 * (p - p0 + 1));
+    } else {
+      for (int64_t p = p0; p < p1; p++) {
+        part_of(qp, p, &c0, &n, &bits, &hi);
+        minmax_avx512(x32, x16, c0, n, vmn + 16 * (p - p0), vmx + 16 * (p - p0));
+      }
+    }
+    for (int64_t p = p1; p < p0 + 16; p++) { /* padding parts: an all-zero range (valid parameters, never used) */
+      _mm512_store_ps(vmn + 16 * (p - p0), _mm512_setzero_ps());
+      _mm512_store_ps(vmx + 16 * (p - p0), _mm512_setzero_ps());
+    }
+    if (!params16(vmn, vmx, f16, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
       /* a degenerate scale in this block (f32 input, or f16 with a tiny clip): its parts one by one, in row
-       * order, to report the first */
-      for (int64_t p = p0; p < p0 + 16 && p < P; p++) {
+       * order, to report the first (the blocks before this one had none) */
+      for (int64_t p = p0; p < p1; p++) {
         float mn, mx, pp[4];
         if (f16) {
-          const uint16_t *bn = (const uint16_t *)(vmn + 16 * p), *bx = (const uint16_t *)(vmx + 16 * p);
+          const uint16_t *bn = (const uint16_t *)(vmn + 16 * (p - p0)), *bx = (const uint16_t *)(vmx + 16 * (p - p0));
           uint16_t un = 0x8000;
           int16_t sx = 0;
           for (int j = 0; j < 32; j++) {
@@ -443,8 +492,8 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
           mn = resq_f16_to_f32(un);
           mx = resq_f16_to_f32((uint16_t)sx);
         } else {
-          mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * p));
-          mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * p));
+          mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * (p - p0)));
+          mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * (p - p0)));
         }
         part_of(qp, p, &c0, &n, &bits, &hi);
         if (!params(mn, mx, qp->clip, bits, pp, fail)) {
@@ -455,28 +504,38 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
         }
       }
     }
+  }
   /* pass 2: codes, scales, zeros */
-  const int joint = qp->ppg == 2 && qp->r == 16 && qp->lpg % 64 == 48;
+  if (joint) {
+    /* scales and zeros 8 groups at a time: parts (2g, 2g + 1) are (lo, hi) of group g */
+    const __m512i deint = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    for (int64_t p0 = 0; p0 < P; p0 += 16) {
+      const int64_t g0 = p0 >> 1, ng = G - g0 < 8 ? G - g0 : 8;
+      const __mmask8 k = (__mmask8)((1u << ng) - 1);
+      const __m512 sv = _mm512_permutexvar_ps(deint, _mm512_load_ps(ps + p0));
+      const __m512i zv = _mm512_permutexvar_epi32(deint, _mm512_cvtps_epi32(_mm512_load_ps(pz + p0)));
+      _mm256_mask_storeu_ps(out->scale_lo + m * G + g0, k, _mm512_castps512_ps256(sv));
+      _mm256_mask_storeu_ps(out->scale_hi + m * G + g0, k, _mm512_extractf32x8_ps(sv, 1));
+      _mm256_mask_storeu_epi32(out->zero_lo + m * G + g0, k, _mm512_castsi512_si256(zv));
+      _mm256_mask_storeu_epi32(out->zero_hi + m * G + g0, k, _mm512_extracti32x8_epi32(zv, 1));
+    }
+    /* codes: per group, the lo part up to its last 48 channels, then the joint lo + hi step */
+    const int64_t nlo = qp->lpg - 48;
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t pl = 2 * g, c1 = g * qp->group + nlo;
+      uint8_t *dlo = out->q_lo + m * out->ld_lo + g * qp->lo_bpg, *dhi = out->q_hi + m * out->ld_hi + g * 16;
+      codes_avx512(x32, x16, g * qp->group, nlo, ps[pl], pz[pl], pr[pl], pt[pl], maxq_lo, 1, dlo, (const char *)next,
+                   esz);
+      if (next)
+        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch((const char *)next + c1 * esz + b, _MM_HINT_T1);
+      codes_lo48_hi16(f16 ? (const void *)(x16 + c1) : (const void *)(x32 + c1), f16, sc + pl, Pa, maxq_lo, maxq_hi,
+                      dlo + nlo / 2, dhi, g + 1 < G);
+    }
+    return 0;
+  }
   for (int64_t p = 0; p < P; p++) {
     part_of(qp, p, &c0, &n, &bits, &hi);
     int64_t g = qp->ppg == 2 ? p >> 1 : p;
-    if (joint) { /* both parts of group g (p even): lo up to its last 48 channels, then the joint step */
-      float ql[4], qh[4];
-      for (int j = 0; j < 4; j++) ql[j] = sc[j * Pa + p], qh[j] = sc[j * Pa + p + 1];
-      uint8_t *dlo = out->q_lo + m * out->ld_lo + g * qp->lo_bpg, *dhi = out->q_hi + m * out->ld_hi + g * 16;
-      codes_avx512(x32, x16, c0, n - 48, ql[0], ql[1], ql[2], ql[3], maxq_lo, 1, dlo, (const char *)next, esz);
-      int64_t c1 = c0 + n - 48;
-      if (next)
-        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch((const char *)next + c1 * esz + b, _MM_HINT_T1);
-      codes_lo48_hi16(f16 ? (const void *)(x16 + c1) : (const void *)(x32 + c1), f16, ql, qh, maxq_lo, maxq_hi,
-                      dlo + (n - 48) / 2, dhi);
-      out->scale_lo[m * G + g] = ql[0];
-      out->zero_lo[m * G + g] = (int32_t)ql[1];
-      out->scale_hi[m * G + g] = qh[0];
-      out->zero_hi[m * G + g] = (int32_t)qh[1];
-      p++;
-      continue;
-    }
     if (hi) {
       codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
                    (const char *)next, esz);
