@@ -439,6 +439,36 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, c
   }
 }
 
+/* Pass 2 of a row of joint groups (lo part nlo + 48 channels, hi part 16):
+ * per group the lo codes up to the last 48 channels, then codes_lo48_hi16.
+ * Pointers advance per group (no index products), and nlo = 64 (groups of
+ * 128) is a constant: one lo step with no loop or tail logic. */
+static inline __attribute__((always_inline)) void joint_codes(const float *x32, const uint16_t *x16, const int f16,
+                                                              int64_t G, int64_t group, int64_t lo_bpg,
+                                                              const int64_t nlo, const float *sc, int64_t Pa,
+                                                              __m512i maxq_lo, __m512i maxq_hi, uint8_t *dlo,
+                                                              uint8_t *dhi, const char *next) {
+  const int esz = f16 ? 2 : 4;
+  const char *src = f16 ? (const char *)x16 : (const char *)x32;
+  const int64_t gb = group * esz; /* bytes of input per group */
+  for (int64_t g = 0; g < G; g++, src += gb, dlo += lo_bpg, dhi += 16, sc += 2) {
+    const float *pl = sc; /* s, z, r, thr of the lo part Pa floats apart; the hi part's at sc + 1 */
+    if (nlo == 64) {
+      if (next)
+        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + b, _MM_HINT_T1);
+      codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, _mm512_set1_ps(pl[0]),
+                 _mm512_set1_ps(pl[2 * Pa]), _mm512_set1_ps(pl[3 * Pa]), _mm512_set1_epi16((short)pl[Pa]), maxq_lo, 1,
+                 dlo);
+    } else if (nlo > 0) {
+      codes_avx512(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 0, nlo, pl[0], pl[Pa],
+                   pl[2 * Pa], pl[3 * Pa], maxq_lo, 1, dlo, next ? next + g * gb : NULL, esz);
+    }
+    if (next)
+      for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + nlo * esz + b, _MM_HINT_T1);
+    codes_lo48_hi16(src + nlo * esz, f16, sc, Pa, maxq_lo, maxq_hi, dlo + nlo / 2, dhi, g + 1 < G);
+  }
+}
+
 /* One row on the AVX-512 path: everything inlined into one function (for
  * groups of 128 the per-part calls and their setup cost more than the part's
  * arithmetic), one copy per input type. */
@@ -520,17 +550,12 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
       _mm256_mask_storeu_epi32(out->zero_hi + m * G + g0, k, _mm512_extracti32x8_epi32(zv, 1));
     }
     /* codes: per group, the lo part up to its last 48 channels, then the joint lo + hi step */
-    const int64_t nlo = qp->lpg - 48;
-    for (int64_t g = 0; g < G; g++) {
-      const int64_t pl = 2 * g, c1 = g * qp->group + nlo;
-      uint8_t *dlo = out->q_lo + m * out->ld_lo + g * qp->lo_bpg, *dhi = out->q_hi + m * out->ld_hi + g * 16;
-      codes_avx512(x32, x16, g * qp->group, nlo, ps[pl], pz[pl], pr[pl], pt[pl], maxq_lo, 1, dlo, (const char *)next,
-                   esz);
-      if (next)
-        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch((const char *)next + c1 * esz + b, _MM_HINT_T1);
-      codes_lo48_hi16(f16 ? (const void *)(x16 + c1) : (const void *)(x32 + c1), f16, sc + pl, Pa, maxq_lo, maxq_hi,
-                      dlo + nlo / 2, dhi, g + 1 < G);
-    }
+    uint8_t *dlo = out->q_lo + m * out->ld_lo, *dhi = out->q_hi + m * out->ld_hi;
+    if (qp->lpg == 112) /* groups of 128 (head_dim 128): one lo step, then the joint step */
+      joint_codes(x32, x16, f16, G, qp->group, qp->lo_bpg, 64, sc, Pa, maxq_lo, maxq_hi, dlo, dhi, (const char *)next);
+    else
+      joint_codes(x32, x16, f16, G, qp->group, qp->lo_bpg, qp->lpg - 48, sc, Pa, maxq_lo, maxq_hi, dlo, dhi,
+                  (const char *)next);
     return 0;
   }
   for (int64_t p = 0; p < P; p++) {
