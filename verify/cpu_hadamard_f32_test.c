@@ -114,7 +114,10 @@ static void case_llm_sizes(void) {
   /* hidden/intermediate sizes (Llama-2/3 7B/8B/13B/70B), head_dim, powers of two */
   static const int64_t ns[][2] = {{4096, 5},  {14336, 3}, {11008, 3}, {128, 9},  {5120, 3}, {13824, 2},
                                   {8192, 2},  {28672, 1}, {32768, 2}, {65536, 1}, {16, 4},  {64, 7},
-                                  {1, 3},     {2, 3},     {4, 2},     {8, 2},    {12, 3},  {24, 2}};
+                                  {1, 3},     {2, 3},     {4, 2},     {8, 2},    {12, 3},  {24, 2},
+                                  /* K = 1 around the joint first pass (m >= 256): it ends the butterflies
+                                   * (256), then 1 or 3 more strides */
+                                  {256, 3},   {512, 2},   {2048, 2}};
   for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
     rc_note("n=%lld rows=%lld", (long long)ns[i][0], (long long)ns[i][1]);
     check_shape(&r, ns[i][1], ns[i][0], 3, (int)(i % 2), 1);

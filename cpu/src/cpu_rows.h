@@ -11,18 +11,34 @@
 /* ---- Hadamard of one row (ref/CONTRACT.md section 2, bit-exact) ----
  * The input row is f32 (x32) or f16 (x16); the output goes to y32 (f32) or
  * y16 (f16, RNE; *overflow set when an output rounds to +-Inf, the row is then
- * partly written). t and nu are scratch of n floats each, 64-byte aligned.
+ * partly written). t is scratch of t_len floats, nu of n, both 64-byte aligned.
  * next: the input row to be rotated after this one (prefetched into L2 while
  * this row is computed in L1), or NULL. */
 typedef struct had_plan {
   int64_t n, m;
-  int K;
+  int K, lm; /* n = K * m, m = 2^lm */
   float inv;
+  /* t holds the K blocks of m elements ms floats apart: ms = m + 16 when
+   * K > 1 and m >= 512. The mix reads the same 64 positions of all K blocks,
+   * and blocks 2 KiB or more apart fall into at most 2 groups of L1 sets
+   * (12 ways; K >= 28 blocks of 4 lines each); one extra line per block
+   * spreads them (n = 14336 = 28 x 512: 3-4 % less time in alternating
+   * calls). Smaller blocks already spread, and padding K = 172 blocks of 64
+   * would push t (44 KiB) out of the 48 KiB L1. */
+  int64_t ms, t_len;
   const uint8_t *neg; /* [K][K]: 1 where hadK[a][c] = -1 (NULL for K = 1) */
-  const float *sgn;   /* [K][K]: the same as -1.0f / +1.0f */
+  /* hadK[a][c] as -1.0f / +1.0f in panels of 4 rows: sgn_p[(a / 4) 4K + 4c + a % 4]
+   * (every K is a multiple of 4). The mix broadcasts the signs of 4 or 8
+   * rows for one column at a time: adjacent here, and one sequential stream
+   * per panel (K = 172: the table is 116 KiB, beyond L1; row-major it was 4
+   * or 8 streams, column-major 1 line per column for 16 bytes). */
+  const float *sgn_p;
   const int8_t *signs;
   int avx512;
 } had_plan;
+
+/* Position of element i of the row in t (its block c = i / m starts at c * ms) */
+static inline int64_t had_tpos(const had_plan *hp, int64_t i) { return i + (i >> hp->lm) * (hp->ms - hp->m); }
 
 /* Fill a plan (n must be supported; the table is cached per K). */
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp);

@@ -9,12 +9,16 @@
  *    (permute, then one fma by +-1: even lanes a+b, odd lanes a-b);
  *  - the strides 16 .. m/2 run in passes of up to 4 stages on 16 registers
  *    (radix 16, ascending strides inside the pass and from pass to pass);
+ *    for m >= 256 the first of them (strides 16..128) shares pass 1's
+ *    registers (first_pass: 16 vectors loaded, intra, then across);
  *  - the last pass multiplies by inv (one rounding) and either writes the
  *    output (K = 1) or u and -u (exact) to scratch;
  *  - the hadK mix is vectorized across the positions b of a block: for every
  *    output row a, acc = (+-u)[b], then acc = acc + (+-u)[c*m + b] for
  *    c = 1..K-1 (a - v is a + (-v) exactly), 8 independent accumulators;
- *    blocks of positions outermost, so that the slices they read stay in L1.
+ *    blocks of positions outermost, so that the slices they read stay in L1
+ *    (the K blocks of u are padded apart when m >= 512, and the sign table
+ *    is stored in panels of 4 rows: see had_plan).
  * Rows are split across the threads. */
 #include <math.h>
 #include <stdlib.h>
@@ -31,7 +35,7 @@
 
 static const int k_orders[] = {12, 20, 28, 36, 40, 44, 52, 60, 108, 140, 156, 172};
 static uint8_t *g_neg[sizeof k_orders / sizeof k_orders[0]]; /* built once, under the call lock */
-static float *g_sgn[sizeof k_orders / sizeof k_orders[0]];   /* the same as +-1.0f */
+static float *g_sgn[sizeof k_orders / sizeof k_orders[0]];   /* the same as +-1.0f, in panels of 4 rows (had_plan) */
 
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp) {
   int K;
@@ -43,6 +47,9 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
   hp->m = m;
   hp->K = K;
   hp->inv = resq_hadamard_scale_f32(n);
+  while (((int64_t)1 << hp->lm) < m) hp->lm++;
+  hp->ms = K > 1 && m >= 512 ? m + 16 : m; /* see had_plan; smaller blocks already spread over the sets */
+  hp->t_len = ((int64_t)K * hp->ms + 15) / 16 * 16;
   hp->signs = signs;
   hp->avx512 = avx512;
   if (K > 1) {
@@ -58,13 +65,13 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
       for (int a = 0; a < K; a++)
         for (int c = 0; c < K; c++) {
           tab[a * K + c] = resq_hadamard_k_entry(K, a, c) < 0;
-          sg[a * K + c] = tab[a * K + c] ? -1.0f : 1.0f;
+          sg[(a / 4) * 4 * K + c * 4 + a % 4] = tab[a * K + c] ? -1.0f : 1.0f;
         }
       g_neg[i] = tab;
       g_sgn[i] = sg;
     }
     hp->neg = g_neg[i];
-    hp->sgn = g_sgn[i];
+    hp->sgn_p = g_sgn[i];
   }
   return RESQ_OK;
 }
@@ -145,7 +152,7 @@ static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i,
 static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, __m512 v, __m512 *am) {
   v = _mm512_mul_ps(v, _mm512_set1_ps(io->hp->inv));
   if (io->hp->K == 1) put_out(io, i, v, am);
-  else _mm512_store_ps(io->t + i, v);
+  else _mm512_store_ps(io->t + had_tpos(io->hp, i), v);
 }
 
 /* Butterfly of stride h (1, 2, 4, 8) inside a register: even lanes a+b, odd lanes a-b.
@@ -219,19 +226,26 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
   const int K = hp->K;
   const int64_t m = hp->m;
   const float *u = io->t + j0;
+  const int64_t ms = hp->ms;
   __m512 am = _mm512_setzero_ps();
   for (int a0 = a_begin; a0 + A <= a_end; a0 += A) {
     __m512 acc[8][4];
-    const float *sg = hp->sgn + a0 * K;
+    /* the table in panels of 4 rows (see had_plan): the signs of rows a0 .. a0 + 3 for column c are
+     * adjacent, and the columns follow each other (one sequential stream per panel) */
+    const float *sg = hp->sgn_p + (int64_t)a0 * K;
     _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) {
       const __m512 v = _mm512_load_ps(u + 16 * bi);
-      _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++) acc[ai][bi] = _mm512_mul_ps(v, _mm512_set1_ps(sg[ai * K]));
+      _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++)
+        acc[ai][bi] = _mm512_mul_ps(v, _mm512_set1_ps(sg[(ai >> 2) * 4 * K + (ai & 3)]));
     }
+    const float *uc = u;
     for (int c = 1; c < K; c++) {
       __m512 v[4];
-      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) v[bi] = _mm512_load_ps(u + (int64_t)c * m + 16 * bi);
+      uc += ms;
+      sg += 4;
+      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) v[bi] = _mm512_load_ps(uc + 16 * bi);
       _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++) {
-        const __m512 sv = _mm512_set1_ps(sg[ai * K + c]);
+        const __m512 sv = _mm512_set1_ps(sg[(ai >> 2) * 4 * K + (ai & 3)]);
         _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_fmadd_ps(v[bi], sv, acc[ai][bi]);
       }
     }
@@ -262,6 +276,46 @@ static void mix_all(had_io *io) {
   }
 }
 
+/* Pass 1 and the first cross pass in one (m >= 256): per block of 256
+ * elements, 16 vectors are loaded, signed and run through the strides 1..8
+ * in their registers (intra), then through the strides 16..128 across the
+ * registers, and stored once: the same operations as pass 1 followed by
+ * cross_pass(h = 16, r = 4), without the store and reload of t in between.
+ * last: the block's butterflies end here (m = 256). */
+static inline __attribute__((always_inline)) void first_pass(had_io *io, const float *x32, const uint16_t *x16,
+                                                             int64_t n, int last, __m512 *am) {
+  const had_plan *hp = io->hp;
+  const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
+  for (int64_t j = 0; j < n; j += 256) {
+    __m512 v[16];
+    _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
+      const int64_t i = j + 16 * q;
+      __m512 w = x32 ? _mm512_loadu_ps(x32 + i) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i)));
+      if (hp->signs) {
+        __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(hp->signs + i)));
+        w = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(w), neg, _mm512_castps_si512(w), sbit));
+      }
+      v[q] = intra(w, 4);
+    }
+    if (io->pf) /* this pass leaves the memory idle between its loads: bring in the next row's elements */
+      for (int64_t b = 0; b < 256 * io->esz; b += 64) _mm_prefetch(io->pf + j * io->esz + b, _MM_HINT_T1);
+    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
+      const int hs = 1 << s;
+      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) if (!(q & hs)) {
+        __m512 a = v[q], b = v[q + hs];
+        v[q] = _mm512_add_ps(a, b);
+        v[q + hs] = _mm512_sub_ps(a, b);
+      }
+    }
+    if (last) {
+      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) finish(io, j + 16 * q, v[q], am);
+    } else {
+      float *tb = io->t + had_tpos(hp, j); /* the 256 elements lie in one block (m >= 256) */
+      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) _mm512_store_ps(tb + 16 * q, v[q]);
+    }
+  }
+}
+
 static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
                            float *t, float *nu, int *overflow, const void *next) {
   const int64_t n = hp->n, m = hp->m;
@@ -270,8 +324,14 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
   const int nin = lm < 4 ? lm : 4, ncross = lm - nin;
   had_io io = {hp, t, nu, y32, y16, _mm512_setzero_ps(), NULL, x32 ? 4 : 2};
   const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
-  /* pass 1: load, signs, strides 1..8 */
   __m512 am1 = _mm512_setzero_ps();
+  int s0 = 0; /* the first cross stage left after pass 1 */
+  if (ncross >= 4) { /* pass 1 and strides 16..128 in one pass */
+    io.pf = (const char *)next;
+    first_pass(&io, x32, x16, n, ncross == 4, &am1);
+    io.pf = NULL;
+    s0 = 4;
+  } else /* pass 1: load, signs, strides 1..8 */
   for (int64_t i = 0; i < n; i += 16) {
     __m512 v = x32 ? _mm512_loadu_ps(x32 + i) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i)));
     if (hp->signs) {
@@ -284,14 +344,14 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
       default: v = intra(v, 4); break;
     }
     if (ncross == 0) finish(&io, i, v, &am1);
-    else _mm512_store_ps(t + i, v);
+    else _mm512_store_ps(t + had_tpos(hp, i), v);
   }
   io.amax = am1;
   /* strides 16 .. m/2, up to 4 per pass */
-  if (ncross > 0)
+  if (ncross > s0)
     for (int c = 0; c < hp->K; c++) {
-      float *blk = t + (int64_t)c * m;
-      for (int s = 0; s < ncross;) {
+      float *blk = t + (int64_t)c * hp->ms;
+      for (int s = s0; s < ncross;) {
         int r = ncross - s < 4 ? ncross - s : 4, last = s + r == ncross;
         int64_t h = (int64_t)16 << s;
         io.pf = s == 0 ? (const char *)next : NULL;
@@ -411,6 +471,7 @@ static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uin
   J.y32 = y32;
   J.y16 = y16;
   J.stride = (n + 15) / 16 * 16;
+  if (J.stride < J.hp.t_len) J.stride = J.hp.t_len;
   J.pf = (double)rows * (double)n * (x32 ? 4 : 2) >= HAD_PF_MIN_BYTES;
   J.scratch = (float *)resq_cpu_workspace(2, (size_t)nt * 2 * (size_t)J.stride * sizeof(float));
   if (!J.scratch) {

@@ -640,6 +640,7 @@ typedef struct quant_job {
   float *scratch;
   int64_t stride; /* floats of scratch per thread */
   int64_t n_al;   /* n rounded up to 16 */
+  int64_t t_len;  /* fused: floats of the Hadamard's t (hp.t_len, at least n_al) */
   int failed[64];
   quant_fail fail[64];
 } quant_job;
@@ -650,7 +651,7 @@ static void quant_task(void *arg, int tid, int nt) {
   resq_cpu_range(J->M, tid, nt, &b, &e);
   float *sc = J->scratch + (size_t)tid * (size_t)J->stride;
   /* per thread: the part parameters, then (fused) the Hadamard's t, nu and output h */
-  float *t = sc + resq_cpu_quant_scratch(&J->qp), *nu = t + J->n_al, *h = nu + J->n_al;
+  float *t = sc + resq_cpu_quant_scratch(&J->qp), *nu = t + J->t_len, *h = nu + J->n_al;
   J->failed[tid] = 0;
   for (int64_t m = b; m < e; m++) {
     const float *x32 = J->x32 ? J->x32 + m * J->ldx : NULL;
@@ -736,7 +737,8 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
   J.x16 = x16;
   J.out = out;
   J.n_al = (p->K + 15) / 16 * 16;
-  J.stride = resq_cpu_quant_scratch(&J.qp) + (fused ? 3 * J.n_al : 0);
+  J.t_len = fused && J.hp.t_len > J.n_al ? J.hp.t_len : J.n_al;
+  J.stride = resq_cpu_quant_scratch(&J.qp) + (fused ? J.t_len + 2 * J.n_al : 0);
   int nt = resq_cpu_get_threads();
   if (nt > 64) nt = 64;
   if (nt > M) nt = (int)M;
