@@ -178,6 +178,56 @@ static void case_errors(void) {
   free(work), free(x), free(y), free(yr);
 }
 
+/* f16 rows of finite values at the edges of the rotation's arithmetic (the
+ * backend is bit-exact on finite inputs, resq/cpu.h): subnormals down to
+ * 2^-24 among normal values of every exponent, values up to 60000 (large
+ * sums), a few of +-65504 among normal values, and rows of +0.0 / -0.0 only
+ * (signed zeros through the butterflies); with signs, 4 rows per call, 1 and
+ * 2 threads, every output bit compared with the reference. */
+static void case_special_values(void) {
+  if (!rc_case("special_values_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t ns[] = {256, 1024, 2048, 4096, 16384, 14336};
+  const int64_t rows = 4;
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    const int64_t n = ns[k];
+    uint16_t *x = malloc((size_t)(rows * n) * 2), *want = malloc((size_t)(rows * n) * 2), *got = malloc((size_t)(rows * n) * 2);
+    int8_t *sg = malloc((size_t)n);
+    size_t ws = resq_hadamard_workspace_size(n);
+    void *work = malloc(ws);
+    resq_hadamard_random_signs(resq_rng_u64(&r), n, sg);
+    for (int64_t i = 0; i < n; i++) {
+      const uint16_t sub = (uint16_t)(resq_rng_range(&r, 1, 0x3ff) | (resq_rng_below(&r, 2) ? 0x8000 : 0));
+      x[i] = resq_rng_below(&r, 2) ? sub : resq_f32_to_f16((float)ldexp(resq_rng_normal(&r), resq_rng_range(&r, -14, 4)));
+      x[n + i] = resq_rng_below(&r, 256) == 0 ? resq_f32_to_f16(resq_rng_below(&r, 2) ? 60000.0f : -60000.0f)
+                                              : resq_f32_to_f16((float)resq_rng_normal(&r));
+      x[2 * n + i] = resq_f32_to_f16((float)resq_rng_normal(&r));
+      x[3 * n + i] = resq_rng_below(&r, 2) ? 0x8000 : 0x0000;
+    }
+    for (int j = 0; j < 8; j++) x[2 * n + resq_rng_below(&r, (uint64_t)n)] = resq_rng_below(&r, 2) ? 0x7bff : 0xfbff; /* +-65504 */
+    RC_CHECK(resq_hadamard_f16__ref(rows, n, x, n, want, n, sg, work, ws) == RESQ_OK, "ref: %s", resq_last_error());
+    for (int i = 0; i < g_nisa; i++)
+      for (int threads = 1; threads <= 2; threads++) {
+        resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+        resq_cpu_set_threads(threads);
+        memset(got, 0xee, (size_t)(rows * n) * 2);
+        RC_CHECK(resq_hadamard_f16__cpu(rows, n, x, n, got, n, sg, work, ws) == RESQ_OK, "cpu: %s", resq_last_error());
+        long bad[4] = {0, 0, 0, 0};
+        int64_t first = -1;
+        for (int64_t j = 0; j < rows * n; j++)
+          if (got[j] != want[j]) bad[j / n]++, first = first < 0 ? j : first;
+        if (first >= 0) rc_note("first difference at row %lld col %lld: 0x%04x, want 0x%04x", (long long)(first / n), (long long)(first % n), got[first], want[first]);
+        RC_CHECK(bad[0] + bad[1] + bad[2] + bad[3] == 0,
+                 "n=%lld %s, %d threads: outputs differ per row (subnormals, large, +-65504, zeros): %ld %ld %ld %ld",
+                 (long long)n, resq_cpu_isa_name(resq_cpu_get_isa()), threads, bad[0], bad[1], bad[2], bad[3]);
+      }
+    free(x), free(want), free(got), free(sg), free(work);
+  }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  resq_cpu_set_threads(0);
+}
+
 int main(int argc, char **argv) {
   rc_init("cpu_hadamard_f32_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
@@ -185,5 +235,6 @@ int main(int argc, char **argv) {
   case_orders();
   case_llm_sizes();
   case_errors();
+  case_special_values();
   return rc_finish();
 }
