@@ -3,7 +3,8 @@
  * (ref/CONTRACT.md section 2 is exact): every hadK order with several block
  * sizes m, powers of two up to 2^16, rows 1..9 with leading dimensions > n,
  * with and without signs, f32 and f16, in place, every dispatch path, 1 and
- * 3 threads, outputs inside guard bands; f16 overflow and argument errors give
+ * 3 threads, outputs inside guard bands; large outputs (non-temporal stores)
+ * aligned and not; f16 overflow and argument errors give
  * the reference's status codes. */
 #include <math.h>
 #include <stdio.h>
@@ -228,6 +229,76 @@ static void case_special_values(void) {
   resq_cpu_set_threads(0);
 }
 
+/* Large K = 1 outputs, the non-temporal path of the AVX-512 row (each thread
+ * writing >= 2 MiB: f16 rows finished in the L1 scratch and streamed in
+ * order, f32 vectors streamed directly; cpu/src/resq_hadamard_f32__cpu.c,
+ * HAD_NT_MIN_BYTES_PER_THREAD): 64-byte aligned rows with ld = n and
+ * ld = n + 32, the same rows 16 elements off alignment (ordinary stores),
+ * in place, 1 and 2 threads, a guard band after the last row. n = 16 streams
+ * its single half line through the 32-byte tail store. */
+static void case_streamed(void) {
+  if (!rc_case("streamed_outputs_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t shapes[][2] = {{4096, 600}, {256, 9000}, {65536, 40}, {16, 140000}};
+  for (size_t k = 0; k < sizeof shapes / sizeof shapes[0]; k++)
+    for (int v = 0; v < 3; v++) { /* 0: ld = n, aligned; 1: ld = n + 32, aligned; 2: ld = n, y 16 elements off */
+      const int64_t n = shapes[k][0], rows = shapes[k][1], ld = v == 1 ? n + 32 : n, off = v == 2 ? 16 : 0;
+      const size_t tot = (size_t)(rows * ld + off + GUARD);
+      float *x = aligned_alloc(64, (tot * 4 + 63) / 64 * 64), *y32 = aligned_alloc(64, (tot * 4 + 63) / 64 * 64);
+      float *want32 = malloc((size_t)(rows * n) * 4);
+      uint16_t *x16 = aligned_alloc(64, (tot * 2 + 63) / 64 * 64), *y16 = aligned_alloc(64, (tot * 2 + 63) / 64 * 64);
+      uint16_t *want16 = malloc((size_t)(rows * n) * 2);
+      int8_t *sg = malloc((size_t)n);
+      size_t ws = resq_hadamard_workspace_size(n);
+      void *work = malloc(ws);
+      resq_hadamard_random_signs(resq_rng_u64(&r), n, sg);
+      for (size_t i = 0; i < tot; i++) {
+        x[i] = resq_round_f16((float)resq_rng_normal(&r));
+        x16[i] = resq_f32_to_f16(x[i]);
+      }
+      RC_CHECK(resq_hadamard_f32__ref(rows, n, x + off, ld, want32, n, sg, work, ws) == RESQ_OK &&
+                   resq_hadamard_f16__ref(rows, n, x16 + off, ld, want16, n, sg, work, ws) == RESQ_OK,
+               "ref: %s", resq_last_error());
+      for (int i = 0; i < g_nisa; i++)
+        for (int threads = 1; threads <= 2; threads++)
+          for (int inplace = 0; inplace < 2; inplace++) {
+            resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+            resq_cpu_set_threads(threads);
+            if (inplace) {
+              memcpy(y32, x, tot * 4);
+              memcpy(y16, x16, tot * 2);
+            } else {
+              for (size_t j = 0; j < tot; j++) {
+                memcpy(&y32[j], &(uint32_t){0x7fc0deadu}, 4);
+                y16[j] = 0xdead;
+              }
+            }
+            const float *in32 = inplace ? y32 + off : x + off;
+            const uint16_t *in16 = inplace ? y16 + off : x16 + off;
+            resq_status a = resq_hadamard_f32__cpu(rows, n, in32, ld, y32 + off, ld, sg, work, ws);
+            resq_status b = resq_hadamard_f16__cpu(rows, n, in16, ld, y16 + off, ld, sg, work, ws);
+            RC_CHECK(a == RESQ_OK && b == RESQ_OK, "cpu status %d %d: %s", a, b, resq_last_error());
+            long bad32 = 0, bad16 = 0, guard = 0;
+            for (int64_t rr = 0; rr < rows; rr++)
+              for (int64_t j = 0; j < n; j++) {
+                bad32 += memcmp(&y32[off + rr * ld + j], &want32[rr * n + j], 4) != 0;
+                bad16 += y16[off + rr * ld + j] != want16[rr * n + j];
+              }
+            for (size_t j = (size_t)(off + rows * ld); j < tot; j++) /* past the last row: untouched */
+              guard += inplace ? (y16[j] != x16[j] || memcmp(&y32[j], &x[j], 4) != 0)
+                               : (y16[j] != 0xdead || memcmp(&y32[j], &(uint32_t){0x7fc0deadu}, 4) != 0);
+            RC_CHECK(bad32 == 0 && bad16 == 0 && guard == 0,
+                     "n=%lld rows=%lld ld=%lld y offset %lld %s, %d threads%s: %ld f32 / %ld f16 outputs differ, %ld guard elements written",
+                     (long long)n, (long long)rows, (long long)ld, (long long)off, resq_cpu_isa_name(resq_cpu_get_isa()), threads,
+                     inplace ? ", in place" : "", bad32, bad16, guard);
+          }
+      free(x), free(y32), free(want32), free(x16), free(y16), free(want16), free(sg), free(work);
+    }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  resq_cpu_set_threads(0);
+}
+
 int main(int argc, char **argv) {
   rc_init("cpu_hadamard_f32_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
@@ -236,5 +307,6 @@ int main(int argc, char **argv) {
   case_llm_sizes();
   case_errors();
   case_special_values();
+  case_streamed();
   return rc_finish();
 }

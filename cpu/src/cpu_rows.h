@@ -35,6 +35,11 @@ typedef struct had_plan {
   const float *sgn_p;
   const int8_t *signs;
   int avx512;
+  /* K = 1 only: write the outputs with non-temporal stores (f16 rows staged
+   * whole in nu first, so each store fills a line); the caller must sfence
+   * before the rows are read by another thread. Set by the standalone
+   * Hadamard for outputs that leave the L2 anyway (see HAD_NT_MIN_BYTES). */
+  int nt;
 } had_plan;
 
 /* Position of element i of the row in t (its block c = i / m starts at c * ms) */
