@@ -185,7 +185,7 @@ if [ -s "$OUT/gemm.tsv" ] && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END
     END {
       for (i = 2; i <= nm; i++) for (j = i; j > 1 && mv[j - 1] > mv[j]; j--) { t = mv[j]; mv[j] = mv[j - 1]; mv[j - 1] = t }
       g = D "/gemm_resq_speedup.gp"
-      print "set multiplot layout 1,2 title \"ResQ mixed GEMM (CPU backend) vs oneDNN, same process, back to back: median over layer shapes (bars: min..max)\"" > g
+      print "set multiplot layout 1,2 title \"ResQ mixed GEMM (CPU backend) vs oneDNN, same process: median over layer shapes (bars: min..max)\"" > g
       print "set logscale x 2; set logscale y 2; set yrange [0.5:*]; set grid; set key below horizontal font \",8\"; set bmargin 6; set xlabel \"M (tokens)\"" > g
       for (k = 1; k <= 2; k++) {
         printf "set title \"%s\"; set ylabel \"%s\"\n", (k == 1 ? "vs bf16 matmul (16-bit baseline)" : "vs u8s8 matmul (W8A8 peer)"),

@@ -30,17 +30,22 @@ function reset() {
   split("", f)
   ctrs = ""
 }
-function emit(   name) {
+function emit(   name, key, line) {
   name = f["run_name"] != "" ? f["run_name"] : f["name"]
   sub(/\/(real|manual)_time$/, "", name)
   # RESQ_BENCH_ONCE benchmarks carry Google Benchmark's fixed-count suffixes
   sub(/\/iterations:[0-9]+/, "", name)
   sub(/\/repeats:[0-9]+/, "", name)
-  printf "B\t%s\t%s\t%s\t%s\t%s\t%s\t%.6f\t%.6f\t%s\t%s\t%s\t%s\n", prog, name, f["run_type"],
+  line = sprintf("B\t%s\t%s\t%s\t%s\t%s\t%s\t%.6f\t%.6f\t%s\t%s\t%s\t%s\n", prog, name, f["run_type"],
     f["aggregate_name"], f["repetition_index"], f["iterations"],
     (f["aggregate_unit"] == "percentage" ? f["real_time"] : tons(f["real_time"], f["time_unit"])),
     (f["aggregate_unit"] == "percentage" ? f["cpu_time"] : tons(f["cpu_time"], f["time_unit"])), (f["error_occurred"] == "true" ? 1 : 0), f["error_message"],
-    f["label"], ctrs
+    f["label"], ctrs)
+  # held until the end: with random interleaving the runs are written in the
+  # order they finished; the tables keep the programs' registration order
+  key = (f["family_index"] + 0) * 1000000 + (f["per_family_instance_index"] + 0)
+  if (!(key in held)) { keys[++nkeys] = key; held[key] = "" }
+  held[key] = held[key] line
 }
 BEGIN {
   split("name family_index per_family_instance_index run_name run_type repetitions repetition_index " \
@@ -49,6 +54,7 @@ BEGIN {
   for (i in std) isstd[std[i]] = 1
   sec = ""
   skiparr = 0
+  nkeys = 0
   reset()
 }
 {
@@ -81,4 +87,8 @@ sec == "bm" && line ~ /^"/ {
   f[k] = v
   if (!(k in isstd)) ctrs = ctrs (ctrs == "" ? "" : ",") k "=" v
   next
+}
+END {
+  for (i = 2; i <= nkeys; i++) for (j = i; j > 1 && keys[j - 1] > keys[j]; j--) { t = keys[j]; keys[j] = keys[j - 1]; keys[j - 1] = t }
+  for (i = 1; i <= nkeys; i++) printf "%s", held[keys[i]]
 }

@@ -9,6 +9,7 @@
 #   - a stage moving 2e9 B/s against a memcpy of the same bytes at 8e9 B/s: 0.25;
 #   - "skipped: ..." errors are skips (with the reason), other errors failures;
 #   - RESQ_BENCH_ONCE names (/iterations:1/repeats:1) are stripped;
+#   - runs of interleaved repetitions come out in registration order;
 #   - the offline and layer tables pick up their rows; report.sh runs to the end.
 # usage: report_fixture_test.sh <bench source dir> <scratch dir>
 set -euo pipefail
@@ -114,12 +115,25 @@ check "layer speedup" "$(col "$W/layer.tsv" 'decode' speedup)" 3
 check "layer tokens/s" "$(col "$W/layer.tsv" 'decode' resq_tok_s)" 1000
 check "read bandwidth" "$(awk -F'\t' '$1 == "read_bw_GBps" { print $2 }' "$W/machine_summary.tsv")" 10
 
+# interleaved repetitions (run_all's default): the JSON lists runs in the order they finished;
+# gbjson.awk writes them in registration order (family_index, per_family_instance_index),
+# each benchmark's own lines in their original order
+printf '{\n  "context": {\n    "date": "x"\n  },\n  "benchmarks": [\n%s\n  ]\n}\n' \
+  "$(for e in 2:0:c:0 0:0:a:0 1:1:b2:0 2:0:c:1 1:0:b1:0 0:0:a:1; do
+       IFS=: read -r fam inst nm rep <<<"$e"
+       printf '    {\n      "name": "%s",\n      "family_index": %s,\n      "per_family_instance_index": %s,\n' "$nm" "$fam" "$inst"
+       printf '      "run_type": "iteration",\n      "repetition_index": %s,\n      "real_time": 1,\n      "time_unit": "ns"\n    },\n' "$rep"
+     done | sed '$ s/},$/}/')" >"$W/raw/interleaved.json"
+check "interleaved runs in registration order" \
+  "$(awk -v prog=p -f "$RPT/gbjson.awk" "$W/raw/interleaved.json" | awk -F'\t' '$1 == "B" { printf "%s%s.%s", (n++ ? " " : ""), $3, $6 }')" \
+  "a.0 a.1 b1.0 b2.0 c.0 c.1"
+
 # report.sh must run to the end on these tables (set -u: every variable it uses is set)
 mkdir -p "$W/charts"
 printf 'prog\tstatus\tbenchmarks\tseconds\tload_before\tload_after\nbench_gemm_cpu\tok\t9\t1.0\t0.1\t0.1\n' >"$W/programs.tsv"
 printf '## lscpu\nModel name: test\n## gpu\nnvidia-smi: not found\n' >"$W/raw/system.txt"
 OUT=$W RAW=$W/raw RPT=$RPT SET=full REPS=3 MIN_TIME=0.2 THREADS=2 FILTER= CMDLINE=test CORE_USED= CORE_AUTO= \
-  CORE_WHY= ORIG_CORETYPE= ORIG_PROC_BIND= START_EPOCH=0 END_EPOCH=60 BUILD_DIR=$W TAG=test QUICK=0 \
+  CORE_WHY= ORIG_CORETYPE= ORIG_PROC_BIND= INTERLEAVE=1 START_EPOCH=0 END_EPOCH=60 BUILD_DIR=$W TAG=test QUICK=0 \
   bash "$RPT/report.sh" >"$W/report.md"
 for h in "## Headline" "## ResQ mixed GEMM on the CPU vs oneDNN" "## Decoder layer" "## GPU" "| toy:q_proj |"; do
   if grep -qF "$h" "$W/report.md"; then echo "ok: report.md has '$h'"
