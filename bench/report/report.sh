@@ -61,7 +61,7 @@ fi
 
 dur=$(( ${END_EPOCH:-$(date +%s)} - START_EPOCH ))
 BW=$(summ read_bw_GBps)
-# how the two sides of a ratio were paired in time (run_all --no-interleave: back to back)
+# how the two sides of a ratio were paired in time (run_all --interleave: repetitions in random order)
 if [ "${INTERLEAVE:-0}" = 1 ] && [ "${REPS:-1}" -gt 1 ]; then
   PAIRED="in one process, their repetitions interleaved in random order"
   PAIRED_NOTE="; the repetitions of each program's benchmarks ran interleaved in random order (Google Benchmark's random interleaving)"
