@@ -38,7 +38,8 @@ typedef struct had_plan {
   /* K = 1 only: write the outputs with non-temporal stores (f16 rows staged
    * whole in nu first, so each store fills a line); the caller must sfence
    * before the rows are read by another thread. Set by the standalone
-   * Hadamard for outputs that leave the L2 anyway (see HAD_NT_MIN_BYTES). */
+   * Hadamard for outputs that leave the L2 anyway (see HAD_NT_MIN_BYTES_PER_THREAD
+   * in resq_hadamard_f32__cpu.c). */
   int nt;
 } had_plan;
 
