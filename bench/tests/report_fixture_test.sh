@@ -115,7 +115,7 @@ check "layer speedup" "$(col "$W/layer.tsv" 'decode' speedup)" 3
 check "layer tokens/s" "$(col "$W/layer.tsv" 'decode' resq_tok_s)" 1000
 check "read bandwidth" "$(awk -F'\t' '$1 == "read_bw_GBps" { print $2 }' "$W/machine_summary.tsv")" 10
 
-# interleaved repetitions (run_all's default): the JSON lists runs in the order they finished;
+# interleaved repetitions (run_all --interleave): the JSON lists runs in the order they finished;
 # gbjson.awk writes them in registration order (family_index, per_family_instance_index),
 # each benchmark's own lines in their original order
 printf '{\n  "context": {\n    "date": "x"\n  },\n  "benchmarks": [\n%s\n  ]\n}\n' \
