@@ -49,6 +49,7 @@ gemm_drop_zero_point~~Q~~ref/src/resq_gemm_q4q8_f16__ref.c~~gemm~~float t = (a *
 hadamard_wrong_scale~~Q~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~  return (float)(1.0 / (double)s);~~  (void)s; return (float)(1.0 / sqrt((double)n));
 gptq_skip_error_feedback~~Q~~ref/src/resq_gptq_f64__ref.c~~gptq~~        axpy_sub(i2 - c - 1, e, Uc + c + 1, wr + c + 1);~~        (void)Uc;
 cpu_gemm_drop_zero_point_avx512~~Q~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~__m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v0, _mm512_mullo_epi32(z, su0)));~~__m512 f0 = _mm512_cvtepi32_ps(v0);
+cpu_hadamard_stream_tail_dropped_avx512~~Q~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~    for (; i + 32 <= n; i += 32) _mm512_stream_si512(~~    for (; i + 64 <= n; i += 32) _mm512_stream_si512(
 cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;

@@ -6,6 +6,7 @@
  * 3 threads, outputs inside guard bands; large outputs (non-temporal stores)
  * aligned and not; f16 overflow and argument errors give
  * the reference's status codes. */
+#define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -229,15 +230,23 @@ static void case_special_values(void) {
   resq_cpu_set_threads(0);
 }
 
-/* Large K = 1 outputs, the non-temporal path of the AVX-512 row (each thread
- * writing >= 2 MiB: f16 rows finished in the L1 scratch and streamed in
- * order, f32 vectors streamed directly; cpu/src/resq_hadamard_f32__cpu.c,
- * HAD_NT_MIN_BYTES_PER_THREAD): 64-byte aligned rows with ld = n and
- * ld = n + 32, the same rows 16 elements off alignment (ordinary stores),
- * in place, 1 and 2 threads, a guard band after the last row. n = 16 streams
- * its single half line through the 32-byte tail store. */
+/* Large K = 1 outputs, the non-temporal path of the AVX-512 row (f16 rows
+ * finished in the L1 scratch and streamed in order, f32 vectors streamed
+ * directly; cpu/src/resq_hadamard_f32__cpu.c, HAD_NT_MIN_BYTES_PER_THREAD):
+ * 64-byte aligned rows with ld = n and ld = n + 32, the same rows 16 elements
+ * off alignment (ordinary stores), in place, 1 and 2 threads, a guard band
+ * after the last row. n = 16 streams its single half line through the
+ * 32-byte tail store. The default threshold (12 MiB of output per thread)
+ * would need 50-100 MiB per shape here, so RESQ_CPU_HAD_NT lowers it to
+ * 2 MiB: every shape below streams on 1 and 2 threads in f16 and f32
+ * (4.5-5.2 MiB of f16 output each); ci/mutation_check.sh's
+ * cpu_hadamard_stream_tail_dropped_avx512 checks that the override takes. */
 static void case_streamed(void) {
   if (!rc_case("streamed_outputs_vs_ref")) return;
+  const char *saved = getenv("RESQ_CPU_HAD_NT");
+  char keep[64] = "";
+  if (saved) snprintf(keep, sizeof keep, "%s", saved);
+  setenv("RESQ_CPU_HAD_NT", "2097152", 1);
   resq_rng r;
   resq_rng_init(&r, rc_seed());
   static const int64_t shapes[][2] = {{4096, 600}, {256, 9000}, {65536, 40}, {16, 140000}};
@@ -295,6 +304,8 @@ static void case_streamed(void) {
           }
       free(x), free(y32), free(want32), free(x16), free(y16), free(want16), free(sg), free(work);
     }
+  if (saved) setenv("RESQ_CPU_HAD_NT", keep, 1);
+  else unsetenv("RESQ_CPU_HAD_NT");
   resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
   resq_cpu_set_threads(0);
 }

@@ -38,9 +38,13 @@ typedef struct had_plan {
   /* K = 1 only: write the outputs with non-temporal stores (f16 rows staged
    * whole in nu first, so each store fills a line); the caller must sfence
    * before the rows are read by another thread. Set by the standalone
-   * Hadamard for outputs that leave the L2 anyway (see HAD_NT_MIN_BYTES_PER_THREAD
+   * Hadamard for outputs that leave the L3 anyway (see HAD_NT_MIN_BYTES_PER_THREAD
    * in resq_hadamard_f32__cpu.c). */
   int nt;
+  /* K = 1 only, ordinary stores: prefetch each row's output lines into L2
+   * during its first pass (had_io.pfy; rows given a next row only). Set by
+   * the standalone Hadamard (see HAD_PFO_MIN_BYTES_PER_THREAD). */
+  int pfo;
 } had_plan;
 
 /* Position of element i of the row in t (its block c = i / m starts at c * ms) */

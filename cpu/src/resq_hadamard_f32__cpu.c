@@ -133,6 +133,21 @@ typedef struct had_io {
   const char *pf; /* the next row's input (prefetched during the first cross pass), or NULL */
   int64_t esz;    /* its bytes per element */
   int nt;         /* y32 written with non-temporal stores */
+  /* this row's output (ordinary stores), prefetched into L2 during the first
+   * pass, or NULL; oesz its bytes per element. Why: the last pass stores its
+   * vectors h = 256..2048 elements apart, 16 lines at a time, and every store
+   * that misses the L2 waits in the store buffer for its line (read for
+   * ownership) from the L3 or memory; the L2 streamer does not follow that
+   * pattern. Measured (n = 4096, 2048 rows f16, 2 threads, blocks of
+   * back-to-back calls on the same buffers, alternating with and without):
+   * 0.82-0.84 of the time (median of 24 blocks; hints T0, T1 and prefetchw
+   * within 0.82-0.87), f32 at 1024 rows 0.74; 1 thread 0.97-1.00;
+   * prefetching the next row's output instead: the same. Smaller outputs:
+   * see HAD_PFO_MIN_BYTES_PER_THREAD. Rows with K > 1
+   * (n = 14336, 11008) were unchanged or slower (1.03, 0.99): their mix, not
+   * the stores, is the bound, so they do not. */
+  const char *pfy;
+  int64_t oesz;
 } had_io;
 
 
@@ -301,6 +316,8 @@ static inline __attribute__((always_inline)) void first_pass(had_io *io, const f
     }
     if (io->pf) /* this pass leaves the memory idle between its loads: bring in the next row's elements */
       for (int64_t b = 0; b < 256 * io->esz; b += 64) _mm_prefetch(io->pf + j * io->esz + b, _MM_HINT_T1);
+    if (io->pfy)
+      for (int64_t b = 0; b < 256 * io->oesz; b += 64) _mm_prefetch(io->pfy + j * io->oesz + b, _MM_HINT_T1);
     _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) {
       const int hs = 1 << s;
       _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) if (!(q & hs)) {
@@ -339,8 +356,16 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
   int s0 = 0; /* the first cross stage left after pass 1 */
   if (ncross >= 4) { /* pass 1 and strides 16..128 in one pass */
     io.pf = (const char *)next;
+    /* the output lines too (see had_io.pfy, had_plan.pfo): K = 1, ordinary
+     * stores, not in place (there the lines are the input's) */
+    const char *yrow = y32 ? (const char *)y32 : (const char *)y16, *xrow = x32 ? (const char *)x32 : (const char *)x16;
+    if (next && hp->pfo && hp->K == 1 && !stream && yrow != xrow) {
+      io.pfy = yrow;
+      io.oesz = y32 ? 4 : 2;
+    }
     first_pass(&io, x32, x16, n, ncross == 4, &am1);
     io.pf = NULL;
+    io.pfy = NULL;
     s0 = 4;
   } else /* pass 1: load, signs, strides 1..8 */
   for (int64_t i = 0; i < n; i += 16) {
@@ -412,15 +437,44 @@ void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16,
 #define HAD_PF_MIN_BYTES (1 << 20)
 
 /* Non-temporal output stores (K = 1) when each thread writes at least this
- * many bytes of output, the L2 of one core of the Xeon this was measured on:
- * beyond it the lines leave the L2 anyway, and an ordinary store first reads
- * each line (read for ownership), a third stream beside the input and the
- * output. Alternating calls on 2 threads, n = 4096 f16: 512, 1024, 2048 rows
- * (4, 8, 16 MiB of output) 1.13-1.24x faster streamed; 32-256 rows, whose
- * outputs stay in the L2s, 3-7 % slower (the staging copy and the misses of
- * a reader), so those keep ordinary stores. K > 1 rows (n = 11008, 14336) are
- * bound by the mix's FMAs: streaming their outputs measured 0.95-1.02x. */
-#define HAD_NT_MIN_BYTES_PER_THREAD (2 << 20)
+ * many bytes of output (RESQ_CPU_HAD_NT=<bytes> overrides it per call; 0
+ * streams every size). Ordinary stores keep the rows in the L3 for their
+ * reader and for the next call on the same buffers; streamed ones go to
+ * memory, and pay off only when the rows would have left the L3 anyway.
+ * Measured on the Xeon KVM guest this was tuned on (n = 4096 f16, blocks of
+ * back-to-back calls on the same buffers, as a benchmark or a layer loop
+ * makes them, alternating with and without streaming): 2 threads, 2048 rows
+ * (8 MiB per thread) streamed 1.09-1.15x SLOWER, 2560 rows (10 MiB) 1.04x
+ * slower, 3072-8192 rows (12-32 MiB) 1.13-1.22x faster; 1 thread, 1024 rows
+ * (8 MiB) 1.09x slower, 2048 and 3072 rows 1.14x and 1.32x faster. The
+ * threshold is per thread: one thread's stream, not the total, is what the
+ * measurements split on (2048 rows: slower on 2 threads, faster on 1).
+ * (An earlier threshold of 2 MiB came from alternating single calls, which
+ * hands each call the cache state the other left: a streamed call left its
+ * outputs out of the cache, so the ordinary call after it missed on every
+ * output line. That made streaming look 1.13-1.29x faster at 512-2048 rows.)
+ * K > 1 rows (n = 11008, 14336) are bound by the mix's FMAs: streaming their
+ * outputs measured 0.95-1.02x in alternating calls and 0.955x in blocks of
+ * back-to-back calls (14336 x 2048 rows, 2 threads), so they never stream. */
+#define HAD_NT_MIN_BYTES_PER_THREAD (12 << 20)
+
+/* Output-line prefetch (had_io.pfy) when each thread writes at least this
+ * many bytes of output (and the input takes the next-row prefetch): below it
+ * the lines are mostly in the L2 already and the prefetches are extra
+ * instructions. Measured as for HAD_NT_MIN_BYTES_PER_THREAD (n = 4096 f16,
+ * medians of 16 blocks, time without / with): 2 threads, 128 rows (512 KiB
+ * per thread) 0.977 (slower with), 192 rows (768 KiB) 1.03, 256 rows 1.05,
+ * 512 and 2048 rows 1.17 and 1.12 (with the streaming threshold raised as
+ * well); 1 thread 128 rows 1.06, 256 rows 1.20, 2048 rows 1.03. */
+#define HAD_PFO_MIN_BYTES_PER_THREAD (768 << 10)
+
+static double had_nt_min_bytes(void) {
+  const char *e = getenv("RESQ_CPU_HAD_NT");
+  if (!e || !*e) return (double)HAD_NT_MIN_BYTES_PER_THREAD;
+  char *end;
+  double v = strtod(e, &end);
+  return *end || !(v >= 0) ? (double)HAD_NT_MIN_BYTES_PER_THREAD : v; /* not a number >= 0: the default */
+}
 
 typedef struct had_job {
   had_plan hp;
@@ -506,7 +560,9 @@ static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uin
   J.stride = (n + 15) / 16 * 16;
   if (J.stride < J.hp.t_len) J.stride = J.hp.t_len;
   J.pf = (double)rows * (double)n * (x32 ? 4 : 2) >= HAD_PF_MIN_BYTES;
-  J.hp.nt = J.hp.avx512 && J.hp.K == 1 && (double)rows * (double)n * (y32 ? 4 : 2) >= (double)nt * HAD_NT_MIN_BYTES_PER_THREAD;
+  const double out_bytes = (double)rows * (double)n * (y32 ? 4 : 2);
+  J.hp.nt = J.hp.avx512 && J.hp.K == 1 && out_bytes >= (double)nt * had_nt_min_bytes();
+  J.hp.pfo = J.pf && out_bytes >= (double)nt * HAD_PFO_MIN_BYTES_PER_THREAD;
   J.scratch = (float *)resq_cpu_workspace(2, (size_t)nt * 2 * (size_t)J.stride * sizeof(float));
   if (!J.scratch) {
     resq_cpu_unlock();
