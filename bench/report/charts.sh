@@ -71,13 +71,19 @@ if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
           for (i = 1; i <= cnt[k]; i++) print X[k, i], Y[k, i], Z[k, i], V[k, i] > f
           close(f)
         }
-        print np > (D "/stages_npanels")
+        # the key below each panel, 2 columns: its rows (the most entries of any
+        # panel, + the memcpy entry of the ratio chart) set the bottom margin, so
+        # a long key does not run over the x label or off the canvas
+        for (k = 1; k <= ns; k++) if (++ent[spanel[k]] > maxent) maxent = ent[spanel[k]]
+        keyrows = int((maxent + (kind == "ratio") + 1) / 2)
+        print np, keyrows > (D "/stages_npanels")
         g = D "/stages_" kind ".gp"
         cols = np < 3 ? np : (np == 4 ? 2 : 3); rows = int((np + cols - 1) / cols)
         printf "set multiplot layout %d,%d title \"%s\"\n", rows, cols,
           (kind == "gbps" ? "Activation stages: GB/s (solid) and memcpy of the same bytes (dashed, same color)" \
                           : "Activation stages: stage GB/s / memcpy GB/s of the same bytes") > g
-        print "set logscale x 2; set logscale y; set grid; set key below horizontal font \",8\"; set bmargin 6" > g
+        # bmargin in lines of the 10-point font; a key row of the 8-point font is ~0.85 of one
+        printf "set logscale x 2; set logscale y; set format y \"%%g\"; set grid; set key below horizontal maxcols 2 font \",8\"; set bmargin %d\n", 4 + int(keyrows * 0.85 + 0.99) > g
         print "set xlabel \"rows (tokens)\"" > g
         print (kind == "gbps" ? "set ylabel \"GB/s (inputs + outputs)\"" : "set ylabel \"stage / memcpy\"") > g
         for (q = 1; q <= np; q++) {
@@ -87,17 +93,23 @@ if [ -s "$OUT/stages_vs_memcpy.tsv" ]; then
             if (spanel[k] != q) continue
             c++
             f = D "/stages_" k ".dat"
+            # gnuplot has 8 default colours: lines 9.. reuse them with squares (and,
+            # on the ratio chart, dashes) so no two lines of a panel look alike
+            pt = c > 8 ? 5 : 7; lt = c > 8 ? 2 : 1
             if (kind == "gbps")
-              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt 7 lw 2 t \"%s\", \"%s\" u 1:3 w l lc %d dt 2 notitle", f, c, scfg[k], f, c)
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:2 w lp lc %d pt %d lw 2 t \"%s\", \"%s\" u 1:3 w l lc %d dt 2 notitle", f, c, pt, scfg[k], f, c)
             else
-              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:4 w lp lc %d pt 7 lw 2 t \"%s\"", f, c, scfg[k])
+              cmd = cmd (cmd == "" ? "" : ", ") sprintf("\"%s\" u 1:4 w lp lc %d pt %d dt %d lw 2 t \"%s\"", f, c, pt, lt, scfg[k])
           }
           if (kind == "ratio") cmd = cmd ", 1 w l lc rgb \"black\" dt 3 t \"memcpy\""
           print "plot " cmd > g
         }
         print "unset multiplot" > g
       }' "$OUT/stages_vs_memcpy.tsv"
-    read -r rows cols w h < <(layout "$(cat "$D/stages_npanels")")
+    read -r np keyrows < "$D/stages_npanels"
+    read -r rows cols w h < <(layout "$np")
+    # keys longer than the 3 rows the 440-pixel panels leave room for: ~12 px per extra row
+    [ "$keyrows" -gt 3 ] && h=$((h + rows * (keyrows - 3) * 12))
     if [ "$kind" = ratio ] && ! awk -F'\t' 'NR > 1 && $9 != "" { f = 1 } END { exit !f }' "$OUT/stages_vs_memcpy.tsv"; then
       echo "  charts/stages_vs_memcpy: no memcpy baseline in this run (filtered out?), not drawn"
       continue
