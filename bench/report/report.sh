@@ -79,7 +79,7 @@ and the system facts: \`raw/\`. Charts (PNG and SVG): \`charts/\`.
 EOF
 if [ "${QUICK:-0}" = 1 ]; then
   echo
-  echo "**Quick mode**: small shapes and one repetition, meant to check that the suite works, not to be quoted."
+  echo "**Quick mode**: small shapes and $REPS repetition(s) of at least ${MIN_TIME} s, meant to check that the suite works, not to be quoted."
 fi
 
 # ---------------------------------------------------------------- headline
