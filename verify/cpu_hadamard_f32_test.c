@@ -240,7 +240,9 @@ static void case_special_values(void) {
  * would need 50-100 MiB per shape here, so RESQ_CPU_HAD_NT lowers it to
  * 2 MiB: every shape below streams on 1 and 2 threads in f16 and f32
  * (4.5-5.2 MiB of f16 output each); ci/mutation_check.sh's
- * cpu_hadamard_stream_tail_dropped_avx512 checks that the override takes. */
+ * cpu_hadamard_stream_tail_dropped_avx512 checks that the override takes.
+ * The rows off alignment take ordinary stores with the output-line prefetch
+ * (had_plan.pfo), so that path is compared here too. */
 static void case_streamed(void) {
   if (!rc_case("streamed_outputs_vs_ref")) return;
   const char *saved = getenv("RESQ_CPU_HAD_NT");

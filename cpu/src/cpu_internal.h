@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "resq/cpu.h"
 
@@ -53,6 +54,18 @@ static inline int64_t resq_cpu_first_bad_sign(const int8_t *s, int64_t n) {
   for (int64_t i = 0; i < n; i++)
     if (s[i] != 1 && s[i] != -1) return i;
   return -1;
+}
+
+/* A tuning override from the environment, read per call (tests set them
+ * between calls; one getenv is ~25 ns here): the value of `name` when it is a
+ * whole decimal integer >= min, else dflt (unset, empty, malformed or below
+ * min: the default, never a half-parsed number). */
+static inline int64_t resq_cpu_env_i64(const char *name, int64_t dflt, int64_t min) {
+  const char *e = getenv(name);
+  if (!e || !*e) return dflt;
+  char *end;
+  long long v = strtoll(e, &end, 10);
+  return *end || v < min ? dflt : (int64_t)v;
 }
 
 /* Split [0, n) into nthreads contiguous ranges; range of thread tid. */

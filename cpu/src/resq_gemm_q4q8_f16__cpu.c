@@ -507,13 +507,6 @@ static void task_compute(void *arg, int tid, int nt) {
   }
 }
 
-static int64_t env_i64(const char *name, int64_t dflt) {
-  const char *e = getenv(name);
-  if (!e || !*e) return dflt;
-  long long v = atoll(e);
-  return v > 0 ? (int64_t)v : dflt;
-}
-
 /* Software prefetch of the weight stream, PF_DIST bytes ahead, into L2
  * (prefetcht1; RESQ_CPU_GEMM_PF=bytes overrides, 0 turns it off). Why: at
  * M = 1 the kernel issues ~14 uops per 128 weight bytes, so the 512-entry
@@ -529,12 +522,6 @@ static int64_t env_i64(const char *name, int64_t dflt) {
  * is dropped: prefetches never fault. */
 #define PF_DIST 4096
 
-static int64_t env_pf(void) {
-  const char *e = getenv("RESQ_CPU_GEMM_PF");
-  if (!e || !*e) return PF_DIST;
-  long long v = atoll(e);
-  return v > 0 ? (int64_t)v : 0;
-}
 
 /* The reference's argument checks, minus what the packed weight guarantees
  * (its code sums and finite scales were checked by the packer). */
@@ -619,7 +606,7 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   P.trem = M % P.ntiles;
   const int nt_max = resq_cpu_get_threads();
   const int decode = P.ntiles <= 2;
-  const int64_t kc = decode ? SEG_MAX_STEPS : env_i64("RESQ_CPU_GEMM_KC", 256);
+  const int64_t kc = decode ? SEG_MAX_STEPS : resq_cpu_env_i64("RESQ_CPU_GEMM_KC", 256, 1);
   int T = (int)(P.G * ((P.lpg > 0) + (P.r > 0)));
   int64_t lo_steps = w->lo_pad / 4, hi_steps = w->hi_pad / 4;
   int64_t maxseg = 0;
@@ -673,11 +660,11 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   if (nt < 1) nt = 1;
   /* prefill: 8 panels share each M block of activation tiles (in L2); against 4, alternating calls
    * measured +0.2-9 % on Llama shapes (M = 256..2048; N = 1024..14336; K = 4096, 14336), slower on none */
-  P.ncp = decode ? 1 : env_i64("RESQ_CPU_GEMM_NCP", 8);
-  P.mct = decode ? P.ntiles : env_i64("RESQ_CPU_GEMM_MCT", 8);
+  P.ncp = decode ? 1 : resq_cpu_env_i64("RESQ_CPU_GEMM_NCP", 8, 1);
+  P.mct = decode ? P.ntiles : resq_cpu_env_i64("RESQ_CPU_GEMM_MCT", 8, 1);
   P.slots = P.ncp * P.mct;
   P.decode = decode;
-  P.pf = env_pf();
+  P.pf = resq_cpu_env_i64("RESQ_CPU_GEMM_PF", PF_DIST, 0);
 #if RESQ_CPU_X86
   P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
   P.mk = P.avx512 ? mk_avx512 : mk_generic;

@@ -468,13 +468,6 @@ void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16,
  * well); 1 thread 128 rows 1.06, 256 rows 1.20, 2048 rows 1.03. */
 #define HAD_PFO_MIN_BYTES_PER_THREAD (768 << 10)
 
-static double had_nt_min_bytes(void) {
-  const char *e = getenv("RESQ_CPU_HAD_NT");
-  if (!e || !*e) return (double)HAD_NT_MIN_BYTES_PER_THREAD;
-  char *end;
-  double v = strtod(e, &end);
-  return *end || !(v >= 0) ? (double)HAD_NT_MIN_BYTES_PER_THREAD : v; /* not a number >= 0: the default */
-}
 
 typedef struct had_job {
   had_plan hp;
@@ -561,7 +554,7 @@ static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uin
   if (J.stride < J.hp.t_len) J.stride = J.hp.t_len;
   J.pf = (double)rows * (double)n * (x32 ? 4 : 2) >= HAD_PF_MIN_BYTES;
   const double out_bytes = (double)rows * (double)n * (y32 ? 4 : 2);
-  J.hp.nt = J.hp.avx512 && J.hp.K == 1 && out_bytes >= (double)nt * had_nt_min_bytes();
+  J.hp.nt = J.hp.avx512 && J.hp.K == 1 && out_bytes >= (double)nt * (double)resq_cpu_env_i64("RESQ_CPU_HAD_NT", HAD_NT_MIN_BYTES_PER_THREAD, 0);
   J.hp.pfo = J.pf && out_bytes >= (double)nt * HAD_PFO_MIN_BYTES_PER_THREAD;
   J.scratch = (float *)resq_cpu_workspace(2, (size_t)nt * 2 * (size_t)J.stride * sizeof(float));
   if (!J.scratch) {
