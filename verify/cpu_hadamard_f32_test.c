@@ -4,8 +4,9 @@
  * sizes m, powers of two up to 2^16, rows 1..9 with leading dimensions > n,
  * with and without signs, f32 and f16, in place, every dispatch path, 1 and
  * 3 threads, outputs inside guard bands; large outputs (non-temporal stores)
- * aligned and not; f16 overflow and argument errors give
- * the reference's status codes. */
+ * aligned and not; f16 overflow (one output of a row included), NaN/Inf
+ * inputs and argument errors give the reference's status codes, and the
+ * caller's floating-point flags survive. */
 #define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
 #include <stdio.h>
@@ -17,6 +18,10 @@
 #include "resq/hadamard.h"
 #include "resq/rng.h"
 #include "resq_check.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h> /* _mm_getcsr: the MXCSR flags */
+#endif
 
 #define GUARD 48
 static int g_isas[2], g_nisa;
@@ -312,6 +317,95 @@ static void case_streamed(void) {
   resq_cpu_set_threads(0);
 }
 
+/* f16 outputs that are +-Inf or NaN, and the floating-point flags. The
+ * AVX-512 rows find an output that rounds to +-Inf from the max |output| of
+ * the row, and a NaN or Inf input from output 0 (every output sums every
+ * input); the portable rows test every output. Per ISA, 1 and 2 threads, ordinary and streamed stores: a row with
+ * ONE overflowing output, in its last vector (n = 4096: x = 65504 * 64 * the
+ * rotation of e_j, so y = 65504 * 64 * e_j), rows of +-65504 (hadK sizes
+ * too), and a NaN, +Inf or -Inf at a random position of the middle row; each
+ * must fail as the reference does (RESQ_ERR_NONFINITE). The MXCSR overflow
+ * flag is the caller's (a kernel that read it to find overflows would have
+ * to clear and restore it): set before a clean call, it must neither fail the
+ * call nor be cleared; clear before, it must stay clear. */
+static void case_nonfinite(void) {
+  if (!rc_case("nonfinite_outputs_and_fp_flags")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t ns[] = {64, 4096, 14336, 11008};
+  const int64_t rows = 3;
+  const char *saved = getenv("RESQ_CPU_HAD_NT");
+  char keep[64] = "";
+  if (saved) snprintf(keep, sizeof keep, "%s", saved);
+  for (size_t k = 0; k < sizeof ns / sizeof ns[0]; k++) {
+    const int64_t n = ns[k];
+    uint16_t *x = aligned_alloc(64, (size_t)(rows * n) * 2), *y = aligned_alloc(64, (size_t)(rows * n) * 2);
+    uint16_t *yr = malloc((size_t)(rows * n) * 2);
+    float *e = calloc((size_t)n, 4), *he = malloc((size_t)n * 4);
+    int8_t *sg = malloc((size_t)n);
+    size_t ws = resq_hadamard_workspace_size(n);
+    void *work = malloc(ws);
+    resq_hadamard_random_signs(resq_rng_u64(&r), n, sg);
+    for (int kind = 0; kind < 5; kind++) { /* 0 one overflowing output, 1 rows of +-65504, 2 NaN, 3 +Inf, 4 -Inf */
+      if (kind == 0 && n != 4096) continue;
+      for (int64_t i = 0; i < rows * n; i++) x[i] = resq_f32_to_f16((float)resq_rng_normal(&r));
+      const int8_t *use_sg = sg;
+      if (kind == 0) { /* rotation of e_j (no signs): +-1/64, times 65504 * 64 is +-65504 */
+        const int64_t j = n - 1 - resq_rng_below(&r, 16);
+        e[j] = 1.0f;
+        RC_CHECK(resq_hadamard_f32__ref(1, n, e, n, he, n, NULL, work, ws) == RESQ_OK, "ref: %s", resq_last_error());
+        e[j] = 0.0f;
+        for (int64_t i = 0; i < n; i++) x[n + i] = resq_f32_to_f16(he[i] * 65504.0f * 64.0f);
+        use_sg = NULL;
+      } else if (kind == 1) {
+        for (int64_t i = 0; i < n; i++) x[n + i] = resq_rng_below(&r, 2) ? 0x7bff : 0xfbff;
+      } else {
+        static const uint16_t bad[3] = {0x7e00, 0x7c00, 0xfc00};
+        x[n + resq_rng_below(&r, (uint64_t)n)] = bad[kind - 2];
+      }
+      resq_status want = resq_hadamard_f16__ref(rows, n, x, n, yr, n, use_sg, work, ws);
+      RC_CHECK(want == RESQ_ERR_NONFINITE, "n=%lld kind %d: the reference gives %s, the case is not what it claims",
+               (long long)n, kind, resq_status_name(want));
+      for (int i = 0; i < g_nisa; i++)
+        for (int threads = 1; threads <= 2; threads++)
+          for (int stream = 0; stream < 2; stream++) {
+            resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+            resq_cpu_set_threads(threads);
+            if (stream) setenv("RESQ_CPU_HAD_NT", "0", 1);
+            else unsetenv("RESQ_CPU_HAD_NT");
+            resq_status got = resq_hadamard_f16__cpu(rows, n, x, n, y, n, use_sg, work, ws);
+            RC_CHECK(got == want, "n=%lld kind %d (0 one overflow, 1 +-65504, 2 NaN, 3 +Inf, 4 -Inf) %s, %d threads%s: "
+                     "cpu %s, ref %s", (long long)n, kind, resq_cpu_isa_name(resq_cpu_get_isa()), threads,
+                     stream ? ", streamed" : "", resq_status_name(got), resq_status_name(want));
+          }
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    /* clean rows with the caller's overflow flag set, then clear */
+    for (int64_t i = 0; i < rows * n; i++) x[i] = resq_f32_to_f16((float)resq_rng_normal(&r));
+    for (int i = 0; i < g_nisa; i++)
+      for (int pre = 0; pre < 2; pre++) {
+        resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+        resq_cpu_set_threads(2);
+        unsetenv("RESQ_CPU_HAD_NT");
+        const unsigned csr = _mm_getcsr();
+        _mm_setcsr(pre ? csr | 0x8u : csr & ~0x8u);
+        resq_status got = resq_hadamard_f16__cpu(rows, n, x, n, y, n, sg, work, ws);
+        const unsigned after = _mm_getcsr();
+        _mm_setcsr(csr);
+        RC_CHECK(got == RESQ_OK && ((after & 0x8u) != 0) == pre,
+                 "n=%lld %s: caller's overflow flag %s before a clean call: status %s, flag %s after", (long long)n,
+                 resq_cpu_isa_name(resq_cpu_get_isa()), pre ? "set" : "clear", resq_status_name(got),
+                 (after & 0x8u) ? "set" : "clear");
+      }
+#endif
+    free(x), free(y), free(yr), free(e), free(he), free(sg), free(work);
+  }
+  if (saved) setenv("RESQ_CPU_HAD_NT", keep, 1);
+  else unsetenv("RESQ_CPU_HAD_NT");
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  resq_cpu_set_threads(0);
+}
+
 int main(int argc, char **argv) {
   rc_init("cpu_hadamard_f32_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
@@ -321,5 +415,6 @@ int main(int argc, char **argv) {
   case_errors();
   case_special_values();
   case_streamed();
+  case_nonfinite();
   return rc_finish();
 }

@@ -408,8 +408,13 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
     if (i < n) /* n = 16 */
       _mm256_stream_si256((__m256i *)(y16 + i), _mm256_load_si256((const __m256i *)(st + i)));
   }
-  /* RNE to f16 gives +-Inf exactly when |v| >= 65520 */
-  if (!y32 && _mm512_cmp_ps_mask(io.amax, _mm512_set1_ps(65520.0f), _CMP_GE_OQ)) *overflow = 1;
+  /* RNE to f16 gives +-Inf exactly when |v| >= 65520 (amax is NaN, and the
+   * compare false, when the row holds a NaN). A NaN or Inf input makes EVERY
+   * output NaN or +-Inf: each output sums all n inputs (butterflies and hadK
+   * mix), and no operation turns NaN or +-Inf back into a finite value; so
+   * output 0 tells, as the portable row's test of every output does. */
+  if (!y32 && (_mm512_cmp_ps_mask(io.amax, _mm512_set1_ps(65520.0f), _CMP_GE_OQ) || (io.y16[0] & 0x7c00u) == 0x7c00u))
+    *overflow = 1;
 }
 
 RESQ_AVX512_END
@@ -567,7 +572,9 @@ static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uin
     if (J.bad_row[i] >= 0 && (bad < 0 || J.bad_row[i] < bad)) bad = J.bad_row[i];
   resq_cpu_unlock();
   if (bad >= 0)
-    return resq_fail(RESQ_ERR_NONFINITE, "hadamard: an output of row %lld overflows f16 (rows may be partly written)",
+    return resq_fail(RESQ_ERR_NONFINITE,
+                     "hadamard: an f16 output of row %lld is +-Inf or NaN: it overflows f16, or the row holds a NaN or "
+                     "Inf (the CPU backend does not scan inputs; rows may be partly written)",
                      (long long)bad);
   return RESQ_OK;
 }

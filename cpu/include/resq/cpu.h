@@ -14,8 +14,10 @@
  *    status codes; element VALUES are not scanned for NaN/Inf (ref/CONTRACT.md
  *    section 1: that would cost a full extra read of the input);
  *  - failures that can only be seen while computing (an f16 Hadamard output
- *    that overflows, a quantizer scale that underflows for f32 inputs with a
- *    range below maxq*2^-149) are reported with the reference's status code,
+ *    that overflows, or is NaN/Inf because its row holds a NaN or Inf: every
+ *    output sums every input, so the f16 Hadamard reports those rows too; a
+ *    quantizer scale that underflows for f32 inputs with a range below
+ *    maxq*2^-149) are reported with the reference's status code,
  *    but rows before the failing one may already have been written (the
  *    reference writes nothing; matching that would cost a second pass);
  *  - work runs on a pool of resq_cpu_get_threads() threads (the calling thread
