@@ -424,6 +424,62 @@ static void case_degenerate_parts(void) {
   free(x), free(x16);
 }
 
+/* NaN and Inf inputs. The CPU backend does not scan values (resq/cpu.h), but
+ * a part holding a NaN or Inf has a NaN or +-Inf range (f16 AVX-512: the
+ * integer max picks the pattern; portable: a NaN flag; +-Inf by the compares)
+ * and the fused path's rotation makes every output of such a row NaN/Inf, so
+ * these fail with the reference's RESQ_ERR_NONFINITE. f16 input (quantizer
+ * and fused), each split, NaN of both signs and +-Inf, in a lo or a hi part of
+ * the middle row, every ISA; f32 input with +-Inf (an f32 NaN is skipped by
+ * the AVX-512 min/max, as by the reference's compares: not detected). */
+static void case_nonfinite(void) {
+  if (!rc_case("nonfinite_inputs_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  const int64_t K = 4096, M = 3;
+  static const uint16_t bad16[4] = {0x7e00, 0xfe00, 0x7c00, 0xfc00};
+  uint16_t *x16 = malloc((size_t)(M * K) * 2);
+  float *x32 = malloc((size_t)(M * K) * 4);
+  for (int v = 0; v < 3; v++) {
+    resq_qact_params p = resq_qact_default(K);
+    if (v == 1) p.group = 128, p.r = 16;
+    if (v == 2) p.r = 0;
+    resq_qact_layout L;
+    resq_qact_check(&p, &L);
+    qbuf a, b;
+    qbuf_alloc(&a, &L, M, 0);
+    qbuf_alloc(&b, &L, M, 0);
+    for (int k = 0; k < 4; k++)
+      for (int part = 0; part < 2; part++) {
+        if (part == 1 && p.r == 0) continue;
+        for (int64_t i = 0; i < M * K; i++) x16[i] = resq_f32_to_f16((float)resq_rng_normal(&r));
+        /* a channel of a lo part (part 0) or of a hi part (part 1) of row 1 */
+        const int64_t g = (int64_t)resq_rng_below(&r, (uint64_t)(K / p.group)), lpg = p.group - p.r;
+        const int64_t c = g * p.group + (part ? lpg + (int64_t)resq_rng_below(&r, (uint64_t)p.r)
+                                              : (int64_t)resq_rng_below(&r, (uint64_t)lpg));
+        x16[K + c] = bad16[k];
+        for (int64_t i = 0; i < M * K; i++) x32[i] = resq_f16_to_f32(x16[i]);
+        resq_status want = resq_quant_act_f16_q4q8__ref(&p, M, x16, K, &a.q);
+        RC_CHECK(want == RESQ_ERR_NONFINITE, "ref: %s", resq_status_name(want));
+        for (int i = 0; i < g_nisa; i++) {
+          resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+          resq_status q16 = resq_quant_act_f16_q4q8__cpu(&p, M, x16, K, &b.q);
+          resq_status fu = resq_hadamard_quant_act_f16_q4q8__cpu(&p, M, x16, K, NULL, &b.q);
+          resq_status q32 = k >= 2 ? resq_quant_act_f32_q4q8__cpu(&p, M, x32, K, &b.q) : want;
+          RC_CHECK(q16 == want && fu == want && q32 == want,
+                   "split %d (group %lld r %lld), x[1][%lld] = %#x (%s part), %s: f16 %s, fused %s, f32 %s; ref %s", v,
+                   (long long)p.group, (long long)p.r, (long long)c, bad16[k], part ? "hi" : "lo",
+                   resq_cpu_isa_name(resq_cpu_get_isa()), resq_status_name(q16), resq_status_name(fu),
+                   resq_status_name(q32), resq_status_name(want));
+        }
+      }
+    qbuf_free(&a);
+    qbuf_free(&b);
+  }
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  free(x16), free(x32);
+}
+
 int main(int argc, char **argv) {
   rc_init("cpu_quant_act_f32_q4q8_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
@@ -434,5 +490,6 @@ int main(int argc, char **argv) {
   case_fused();
   case_errors();
   case_degenerate_parts();
+  case_nonfinite();
   return rc_finish();
 }

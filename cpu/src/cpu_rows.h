@@ -70,7 +70,7 @@ typedef struct quant_plan {
 
 typedef struct quant_fail {
   int64_t row, c0, c1;
-  float mn, mx, s;
+  float mn, mx, s; /* the part's range (after the clip) and scale; a NaN or +-Inf range: the part holds one */
 } quant_fail;
 
 void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, int avx512, quant_plan *qp);

@@ -94,15 +94,20 @@ static int params(float mn, float mx, float clip, int bits, float *pp, quant_fai
 
 static float ld(const float *x32, const uint16_t *x16, int64_t i) { return x32 ? x32[i] : resq_f16_to_f32(x16[i]); }
 
+/* The reference's min/max (with 0); a NaN, which its compares would skip,
+ * makes the maximum NaN, so the part fails in params() as the AVX-512 f16
+ * ranges make it fail (their integer max picks the NaN pattern). */
 static void minmax_generic(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float *pmn, float *pmx) {
   float mn = 0.0f, mx = 0.0f;
+  int nan = 0;
   for (int64_t i = 0; i < n; i++) {
     float v = ld(x32, x16, c0 + i);
     if (v < mn) mn = v;
     if (v > mx) mx = v;
+    nan |= v != v;
   }
   *pmn = mn;
-  *pmx = mx;
+  *pmx = nan ? NAN : mx;
 }
 
 static void codes_generic(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits,
@@ -661,6 +666,14 @@ static void quant_task(void *arg, int tid, int nt) {
       /* the next input row is prefetched only when the input does not fit in L2 (as in the Hadamard) */
       resq_cpu_had_row(&J->hp, NULL, x16, h, NULL, t, nu, &ovf,
                        J->M * J->qp.K * 2 >= (1 << 20) && m + 1 < e ? (const void *)(x16 + J->ldx) : NULL);
+      /* a NaN or Inf in the row makes every output of its rotation NaN or +-Inf (each sums all
+       * inputs; finite f16 inputs cannot overflow fp32 here): output 0 tells */
+      if (!isfinite(h[0])) {
+        quant_fail *f = &J->fail[tid];
+        f->row = m, f->c0 = 0, f->c1 = J->qp.K, f->mn = h[0], f->mx = h[0], f->s = NAN;
+        J->failed[tid] = 1;
+        return;
+      }
       x32 = h;
       x16 = NULL;
     }
@@ -752,6 +765,11 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
   for (int i = 0; i < nt; i++)
     if (J.failed[i] && (!f || J.fail[i].row < f->row)) f = &J.fail[i];
   resq_cpu_unlock();
+  if (f && !(isfinite(f->mn) && isfinite(f->mx))) /* the reference's status for NaN/Inf inputs */
+    return resq_fail(RESQ_ERR_NONFINITE,
+                     "quant: row %lld channels [%lld, %lld) hold a NaN or Inf (range [%g, %g]; the CPU backend finds "
+                     "them through the ranges, not by a scan; rows may be partly written)",
+                     (long long)f->row, (long long)f->c0, (long long)f->c1, (double)f->mn, (double)f->mx);
   if (f)
     return resq_fail(RESQ_ERR_DEGENERATE,
                      "quant: row %lld channels [%lld, %lld): range [%g, %g] gives scale %g, outside fp32's normal "

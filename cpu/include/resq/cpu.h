@@ -13,12 +13,16 @@
  *    points) are validated exactly as the reference does and give the same
  *    status codes; element VALUES are not scanned for NaN/Inf (ref/CONTRACT.md
  *    section 1: that would cost a full extra read of the input);
- *  - failures that can only be seen while computing (an f16 Hadamard output
- *    that overflows, or is NaN/Inf because its row holds a NaN or Inf: every
- *    output sums every input, so the f16 Hadamard reports those rows too; a
+ *  - failures that can only be seen while computing are reported with the
+ *    reference's status code: an f16 Hadamard output that overflows; a
  *    quantizer scale that underflows for f32 inputs with a range below
- *    maxq*2^-149) are reported with the reference's status code,
- *    but rows before the failing one may already have been written (the
+ *    maxq*2^-149; and, found without a scan, NaN/Inf inputs of the f16
+ *    Hadamard and of the fused Hadamard + quantizer (every output sums every
+ *    input, so output 0 of the row tells) and of the quantizers (a part's
+ *    NaN or +-Inf range); not found: NaN/Inf inputs of the f32 Hadamard
+ *    (outputs NaN/Inf) and a NaN in f32 quantizer input on the AVX-512 path
+ *    (its min/max skip it; the reference finds it in its scan);
+ *    rows before the failing one may already have been written (the
  *    reference writes nothing; matching that would cost a second pass);
  *  - work runs on a pool of resq_cpu_get_threads() threads (the calling thread
  *    plus workers); calls from several application threads are serialized.
