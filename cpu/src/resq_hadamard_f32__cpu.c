@@ -151,14 +151,23 @@ typedef struct had_io {
 } had_io;
 
 
+/* The row function is compiled once per input type, output kind (Y) and
+ * whether its butterflies end in the output (K = 1) or in t (K > 1), the
+ * signs once per first-pass variant: with these as run-time tests inside the
+ * 16-vector bodies, GCC kept ~2 taken branches, the sign row's address (via
+ * the stack) and ~14 scalar instructions per output vector in the hot loops
+ * (~22 instructions per 8 vector uops). */
+enum { HY_F16 = 0, HY_F32 = 1, HY_F32NT = 2 };
+
 /* Write an output vector of the row at element i (already scaled). */
 /* am: the caller's local max |y| accumulator (kept in a register; folded into
  * io->amax once per pass: accumulating through the struct put a store-load
  * round trip on a serial chain, 1.4x the time of a row of 4096 with signs). */
-static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i, __m512 v, __m512 *am) {
-  if (io->y32) {
-    if (io->nt) _mm512_stream_ps(io->y32 + i, v); /* a whole line: row 64-byte aligned, i % 16 == 0 */
-    else _mm512_storeu_ps(io->y32 + i, v);
+static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i, __m512 v, __m512 *am, const int Y) {
+  if (Y == HY_F32NT) {
+    _mm512_stream_ps(io->y32 + i, v); /* a whole line: row 64-byte aligned, i % 16 == 0 */
+  } else if (Y == HY_F32) {
+    _mm512_storeu_ps(io->y32 + i, v);
   } else {
     _mm256_storeu_si256((__m256i *)(io->y16 + i), _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
     *am = _mm512_range_ps(*am, v, 0x0b); /* imm 0x0b: max |.|, sign cleared (exact) */
@@ -166,9 +175,12 @@ static inline __attribute__((always_inline)) void put_out(had_io *io, int64_t i,
 }
 
 /* End of the butterflies for element i: scale, then output (K = 1) or u. */
-static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, __m512 v, __m512 *am) {
-  v = _mm512_mul_ps(v, _mm512_set1_ps(io->hp->inv));
-  if (io->hp->K == 1) put_out(io, i, v, am);
+/* vinv: the scale 1/sqrt(n), kept in a register by the caller (read through
+ * hp after every store, it would be reloaded: a float store may alias it). */
+static inline __attribute__((always_inline)) void finish(had_io *io, int64_t i, __m512 v, __m512 vinv, __m512 *am,
+                                                         const int K1, const int Y) {
+  v = _mm512_mul_ps(v, vinv);
+  if (K1) put_out(io, i, v, am, Y);
   else _mm512_store_ps(io->t + had_tpos(io->hp, i), v);
 }
 
@@ -203,16 +215,20 @@ static inline __attribute__((always_inline)) __m512 intra(__m512 v, int stages) 
 /* r (1..4) stages of strides h, 2h, 4h, 8h (h >= 16) over one block of m
  * elements at blk (element offset off in the row); last: finish() instead of store. */
 static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *blk, int64_t off, int64_t m,
-                                                             int64_t h, const int r, int last) {
+                                                             int64_t h, const int r, const int last, const int K1,
+                                                             const int Y) {
   const int R = 1 << r;
+  const __m512 vinv = _mm512_set1_ps(io->hp->inv);
+  const char *pf = io->pf;
+  const int64_t esz = io->esz;
   __m512 am = _mm512_setzero_ps();
   for (int64_t base = 0; base < m; base += R * h)
     for (int64_t j = base; j < base + h; j += 16) {
       __m512 v[16];
       _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) v[q] = _mm512_load_ps(blk + j + q * h);
-      if (io->pf) /* this pass works in L1 and leaves the memory idle: bring in the next row's elements */
+      if (pf) /* this pass works in L1 and leaves the memory idle: bring in the next row's elements */
         _Pragma("GCC unroll 16") for (int q = 0; q < R; q++)
-          _mm_prefetch(io->pf + (off + j + q * h) * io->esz, _MM_HINT_T1);
+          _mm_prefetch(pf + (off + j + q * h) * esz, _MM_HINT_T1);
       _Pragma("GCC unroll 4") for (int s = 0; s < r; s++) {
         const int hs = 1 << s;
         _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) if (!(q & hs)) {
@@ -222,7 +238,7 @@ static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *
         }
       }
       if (last) {
-        _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) finish(io, off + j + q * h, v[q], &am);
+        _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) finish(io, off + j + q * h, v[q], vinv, &am, K1, Y);
       } else {
         _Pragma("GCC unroll 16") for (int q = 0; q < R; q++) _mm512_store_ps(blk + j + q * h, v[q]);
       }
@@ -238,7 +254,7 @@ static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *
  * c for all A rows; s_ac is a broadcast operand. Positions j0 outermost: the K
  * slices a block reads (K*B*64 bytes) stay in L1 for every output row. */
 static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A, const int B, int a_begin,
-                                                        int a_end, int64_t j0) {
+                                                        int a_end, int64_t j0, const int Y) {
   const had_plan *hp = io->hp;
   const int K = hp->K;
   const int64_t m = hp->m;
@@ -267,28 +283,28 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
       }
     }
     _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++)
-      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) put_out(io, (int64_t)(a0 + ai) * m + j0 + 16 * bi, acc[ai][bi], &am);
+      _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) put_out(io, (int64_t)(a0 + ai) * m + j0 + 16 * bi, acc[ai][bi], &am, Y);
   }
   io->amax = _mm512_range_ps(io->amax, am, 0x0b);
 }
 
 /* The whole mix (every K of the table is a multiple of 4). */
-static void mix_all(had_io *io) {
+static inline __attribute__((always_inline)) void mix_all(had_io *io, const int Y) {
   const int K = io->hp->K;
   const int64_t m = io->hp->m, mv = m / 16;
   if (mv % 4 == 0) {
-    for (int64_t j0 = 0; j0 < m; j0 += 64) mix_t(io, 4, 4, 0, K, j0);
+    for (int64_t j0 = 0; j0 < m; j0 += 64) mix_t(io, 4, 4, 0, K, j0, Y);
   } else if (mv % 2 == 0) {
     const int a8 = K / 8 * 8;
     for (int64_t j0 = 0; j0 < m; j0 += 32) {
-      mix_t(io, 8, 2, 0, a8, j0);
-      mix_t(io, 4, 2, a8, K, j0);
+      mix_t(io, 8, 2, 0, a8, j0, Y);
+      mix_t(io, 4, 2, a8, K, j0, Y);
     }
   } else {
     const int a8 = K / 8 * 8;
     for (int64_t j0 = 0; j0 < m; j0 += 16) {
-      mix_t(io, 8, 1, 0, a8, j0);
-      mix_t(io, 4, 1, a8, K, j0);
+      mix_t(io, 8, 1, 0, a8, j0, Y);
+      mix_t(io, 4, 1, a8, K, j0, Y);
     }
   }
 }
@@ -300,16 +316,19 @@ static void mix_all(had_io *io) {
  * cross_pass(h = 16, r = 4), without the store and reload of t in between.
  * last: the block's butterflies end here (m = 256). */
 static inline __attribute__((always_inline)) void first_pass(had_io *io, const float *x32, const uint16_t *x16,
-                                                             int64_t n, int last, __m512 *am) {
+                                                             int64_t n, int last, __m512 *am, const int F16,
+                                                             const int SG, const int K1, const int Y) {
   const had_plan *hp = io->hp;
+  const int8_t *signs = hp->signs;
+  const __m512 vinv = _mm512_set1_ps(hp->inv);
   const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
   for (int64_t j = 0; j < n; j += 256) {
     __m512 v[16];
     _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
       const int64_t i = j + 16 * q;
-      __m512 w = x32 ? _mm512_loadu_ps(x32 + i) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i)));
-      if (hp->signs) {
-        __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(hp->signs + i)));
+      __m512 w = F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i))) : _mm512_loadu_ps(x32 + i);
+      if (SG) {
+        __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(signs + i)));
         w = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(w), neg, _mm512_castps_si512(w), sbit));
       }
       v[q] = intra(w, 4);
@@ -327,7 +346,7 @@ static inline __attribute__((always_inline)) void first_pass(had_io *io, const f
       }
     }
     if (last) {
-      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) finish(io, j + 16 * q, v[q], am);
+      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) finish(io, j + 16 * q, v[q], vinv, am, K1, Y);
     } else {
       float *tb = io->t + had_tpos(hp, j); /* the 256 elements lie in one block (m >= 256) */
       _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) _mm512_store_ps(tb + 16 * q, v[q]);
@@ -335,43 +354,19 @@ static inline __attribute__((always_inline)) void first_pass(had_io *io, const f
   }
 }
 
-static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
-                           float *t, float *nu, int *overflow, const void *next) {
-  const int64_t n = hp->n, m = hp->m;
-  int lm = 0;
-  while (((int64_t)1 << lm) < m) lm++;
-  const int nin = lm < 4 ? lm : 4, ncross = lm - nin;
-  /* Non-temporal outputs (hp->nt, K = 1, the output row 64-byte aligned): the
-   * last pass writes its vectors h apart, 16 lines at a time each half filled
-   * by an f16 store, and streaming those evicted partial lines from the write
-   * combining buffers (8x the time of a row of 4096). So f16 rows are
-   * finished in nu (L1) and streamed to y16 in order after the butterflies
-   * (one load and one store per 32 outputs); an f32 output vector is a whole
-   * line and streams directly. */
-  const int stream = hp->nt && hp->K == 1 && !(((uintptr_t)(y32 ? (void *)y32 : (void *)y16)) & 63);
-  had_io io = {hp, t, nu, y32, stream && y16 ? (uint16_t *)nu : y16, _mm512_setzero_ps(), NULL, x32 ? 4 : 2,
-               stream && y32};
+/* Pass 1 alone (m < 256: strides 1..8, then t, or the output when m = 16). */
+static inline __attribute__((always_inline)) void pass1(had_io *io, const float *x32, const uint16_t *x16, int64_t n,
+                                                        int nin, int ncross, __m512 *am, const int F16, const int SG,
+                                                        const int K1, const int Y) {
+  const had_plan *hp = io->hp;
+  const int8_t *signs = hp->signs;
+  const __m512 vinv = _mm512_set1_ps(hp->inv);
   const __m512i sbit = _mm512_set1_epi32((int)0x80000000u);
-  __m512 am1 = _mm512_setzero_ps();
-  int s0 = 0; /* the first cross stage left after pass 1 */
-  if (ncross >= 4) { /* pass 1 and strides 16..128 in one pass */
-    io.pf = (const char *)next;
-    /* the output lines too (see had_io.pfy, had_plan.pfo): K = 1, ordinary
-     * stores, not in place (there the lines are the input's) */
-    const char *yrow = y32 ? (const char *)y32 : (const char *)y16, *xrow = x32 ? (const char *)x32 : (const char *)x16;
-    if (next && hp->pfo && hp->K == 1 && !stream && yrow != xrow) {
-      io.pfy = yrow;
-      io.oesz = y32 ? 4 : 2;
-    }
-    first_pass(&io, x32, x16, n, ncross == 4, &am1);
-    io.pf = NULL;
-    io.pfy = NULL;
-    s0 = 4;
-  } else /* pass 1: load, signs, strides 1..8 */
+  float *t = io->t;
   for (int64_t i = 0; i < n; i += 16) {
-    __m512 v = x32 ? _mm512_loadu_ps(x32 + i) : _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i)));
-    if (hp->signs) {
-      __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(hp->signs + i)));
+    __m512 v = F16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(x16 + i))) : _mm512_loadu_ps(x32 + i);
+    if (SG) {
+      __mmask16 neg = _mm_movepi8_mask(_mm_loadu_si128((const __m128i *)(signs + i)));
       v = _mm512_castsi512_ps(_mm512_mask_xor_epi32(_mm512_castps_si512(v), neg, _mm512_castps_si512(v), sbit));
     }
     switch (nin) {
@@ -379,8 +374,44 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
       case 3: v = intra(v, 3); break;
       default: v = intra(v, 4); break;
     }
-    if (ncross == 0) finish(&io, i, v, &am1);
+    if (ncross == 0) finish(io, i, v, vinv, am, K1, Y);
     else _mm512_store_ps(t + had_tpos(hp, i), v);
+  }
+}
+
+/* One row; F16: f16 input; K1: K = 1 (the butterflies end in the output);
+ * Y: the output kind (HY_F16 for f16 rows streamed or not: a streamed f16
+ * row is finished in nu, see below). */
+static inline __attribute__((always_inline)) void had_row_t(const had_plan *hp, const float *x32, const uint16_t *x16,
+                                                            float *y32, uint16_t *y16, float *t, float *nu,
+                                                            int *overflow, const void *next, int stream, const int F16,
+                                                            const int K1, const int Y) {
+  const int64_t n = hp->n, m = hp->m;
+  const int lm = hp->lm;
+  const int nin = lm < 4 ? lm : 4, ncross = lm - nin;
+  had_io io = {hp, t, nu, y32, stream && Y == HY_F16 ? (uint16_t *)nu : y16, _mm512_setzero_ps(), NULL, F16 ? 2 : 4,
+               Y == HY_F32NT};
+  __m512 am1 = _mm512_setzero_ps();
+  int s0 = 0; /* the first cross stage left after pass 1 */
+  if (ncross >= 4) { /* pass 1 and strides 16..128 in one pass */
+    io.pf = (const char *)next;
+    /* the output lines too (see had_io.pfy, had_plan.pfo): K = 1, ordinary
+     * stores, not in place (there the lines are the input's) */
+    const char *yrow = Y != HY_F16 ? (const char *)y32 : (const char *)y16;
+    const char *xrow = F16 ? (const char *)x16 : (const char *)x32;
+    if (next && hp->pfo && K1 && !stream && yrow != xrow) {
+      io.pfy = yrow;
+      io.oesz = Y != HY_F16 ? 4 : 2;
+    }
+    if (hp->signs) first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 1, K1, Y);
+    else first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 0, K1, Y);
+    io.pf = NULL;
+    io.pfy = NULL;
+    s0 = 4;
+  } else if (hp->signs) {
+    pass1(&io, x32, x16, n, nin, ncross, &am1, F16, 1, K1, Y);
+  } else {
+    pass1(&io, x32, x16, n, nin, ncross, &am1, F16, 0, K1, Y);
   }
   io.amax = am1;
   /* strides 16 .. m/2, up to 4 per pass */
@@ -391,17 +422,26 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
         int r = ncross - s < 4 ? ncross - s : 4, last = s + r == ncross;
         int64_t h = (int64_t)16 << s;
         io.pf = s == 0 ? (const char *)next : NULL;
-        switch (r) {
-          case 1: cross_pass(&io, blk, (int64_t)c * m, m, h, 1, last); break;
-          case 2: cross_pass(&io, blk, (int64_t)c * m, m, h, 2, last); break;
-          case 3: cross_pass(&io, blk, (int64_t)c * m, m, h, 3, last); break;
-          default: cross_pass(&io, blk, (int64_t)c * m, m, h, 4, last); break;
+        if (!last) {
+          switch (r) { /* not the last pass: r = 4 */
+            case 1: cross_pass(&io, blk, (int64_t)c * m, m, h, 1, 0, K1, Y); break;
+            case 2: cross_pass(&io, blk, (int64_t)c * m, m, h, 2, 0, K1, Y); break;
+            case 3: cross_pass(&io, blk, (int64_t)c * m, m, h, 3, 0, K1, Y); break;
+            default: cross_pass(&io, blk, (int64_t)c * m, m, h, 4, 0, K1, Y); break;
+          }
+        } else {
+          switch (r) {
+            case 1: cross_pass(&io, blk, (int64_t)c * m, m, h, 1, 1, K1, Y); break;
+            case 2: cross_pass(&io, blk, (int64_t)c * m, m, h, 2, 1, K1, Y); break;
+            case 3: cross_pass(&io, blk, (int64_t)c * m, m, h, 3, 1, K1, Y); break;
+            default: cross_pass(&io, blk, (int64_t)c * m, m, h, 4, 1, K1, Y); break;
+          }
         }
         s += r;
       }
     }
-  if (hp->K > 1) mix_all(&io);
-  if (stream && y16) {
+  if (!K1) mix_all(&io, Y);
+  if (stream && Y == HY_F16) {
     const uint16_t *st = (const uint16_t *)nu;
     int64_t i = 0;
     for (; i + 32 <= n; i += 32) _mm512_stream_si512((__m512i *)(y16 + i), _mm512_load_si512((const void *)(st + i)));
@@ -413,8 +453,49 @@ static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t 
    * output NaN or +-Inf: each output sums all n inputs (butterflies and hadK
    * mix), and no operation turns NaN or +-Inf back into a finite value; so
    * output 0 tells, as the portable row's test of every output does. */
-  if (!y32 && (_mm512_cmp_ps_mask(io.amax, _mm512_set1_ps(65520.0f), _CMP_GE_OQ) || (io.y16[0] & 0x7c00u) == 0x7c00u))
+  if (Y == HY_F16 &&
+      (_mm512_cmp_ps_mask(io.amax, _mm512_set1_ps(65520.0f), _CMP_GE_OQ) || (io.y16[0] & 0x7c00u) == 0x7c00u))
     *overflow = 1;
+}
+
+#define HAD_ROW_INST(NAME, F16, K1, Y)                                                                          \
+  static void NAME(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16, float *t, \
+                   float *nu, int *overflow, const void *next, int stream) {                                     \
+    had_row_t(hp, x32, x16, y32, y16, t, nu, overflow, next, stream, F16, K1, Y);                                \
+  }
+HAD_ROW_INST(had_row_h_h_k1, 1, 1, HY_F16)  /* f16 -> f16 (resq_hadamard_f16__cpu) */
+HAD_ROW_INST(had_row_h_h_kk, 1, 0, HY_F16)
+HAD_ROW_INST(had_row_f_f_k1, 0, 1, HY_F32)  /* f32 -> f32 (resq_hadamard_f32__cpu) */
+HAD_ROW_INST(had_row_f_f_kk, 0, 0, HY_F32)
+HAD_ROW_INST(had_row_f_nt_k1, 0, 1, HY_F32NT) /* streamed (K = 1 only) */
+HAD_ROW_INST(had_row_h_f_k1, 1, 1, HY_F32)  /* f16 -> f32 (the fused Hadamard + quantizer) */
+HAD_ROW_INST(had_row_h_f_kk, 1, 0, HY_F32)
+HAD_ROW_INST(had_row_h_nt_k1, 1, 1, HY_F32NT)
+#undef HAD_ROW_INST
+
+static void had_row_avx512(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                           float *t, float *nu, int *overflow, const void *next) {
+  /* Non-temporal outputs (hp->nt, K = 1, the output row 64-byte aligned): the
+   * last pass writes its vectors h apart, 16 lines at a time each half filled
+   * by an f16 store, and streaming those evicted partial lines from the write
+   * combining buffers (8x the time of a row of 4096). So f16 rows are
+   * finished in nu (L1) and streamed to y16 in order after the butterflies
+   * (one load and one store per 32 outputs); an f32 output vector is a whole
+   * line and streams directly. */
+  const int stream = hp->nt && hp->K == 1 && !(((uintptr_t)(y32 ? (void *)y32 : (void *)y16)) & 63);
+  const int k1 = hp->K == 1;
+  if (!y32) {
+    if (k1) had_row_h_h_k1(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+    else had_row_h_h_kk(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+  } else if (x32) {
+    if (stream) had_row_f_nt_k1(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+    else if (k1) had_row_f_f_k1(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+    else had_row_f_f_kk(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+  } else {
+    if (stream) had_row_h_nt_k1(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+    else if (k1) had_row_h_f_k1(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+    else had_row_h_f_kk(hp, x32, x16, y32, y16, t, nu, overflow, next, stream);
+  }
 }
 
 RESQ_AVX512_END
