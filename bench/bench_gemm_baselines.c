@@ -203,6 +203,24 @@ static const char *isa_name(dnnl_cpu_isa_t isa) {
   }
 }
 
+/* 1 when oneDNN's u8 x s8 kernels on this CPU have no VNNI: they multiply with
+ * vpmaddubsw, whose u8*s8 pair sums saturate in int16 (255 * 128 * 2 > 32767),
+ * so full-range u8 activations give wrong results (oneDNN developer guide,
+ * "Nuances of int8 Computations"; seen here on an AVX2 Zen 3: 583.13 against
+ * 556.65 at the first checked output). The baseline then feeds activations in
+ * 0..127, where no pair sum saturates (127 * 128 * 2 = 32512): the results
+ * are exact and checked as everywhere, and the time does not depend on the
+ * values. The label says act=u7. */
+static int onednn_int8_saturates(void) {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx2_vnni:
+    case dnnl_cpu_isa_avx512_core_vnni:
+    case dnnl_cpu_isa_avx512_core_bf16:
+    case dnnl_cpu_isa_avx512_core_amx: return 0;
+    default: return 1;
+  }
+}
+
 /* The user weights [N][K] (and int8 scales) of (dt, N, K), made once per shape. */
 static int wcache_user(wcache *c, dnnl_data_type_t dt, int64_t N, int64_t K, char *why, size_t whylen) {
   const size_t elem = dt == dnnl_bf16 ? 2 : 1;
@@ -326,8 +344,11 @@ static void bm_onednn(resq_bench_state *st, const void *params) {
     dnnl_memory_desc_t amd, ymd;
     dnnl_dims_t ad = {M, K}, yd = {M, N};
     resq_rng_init(&r, resq_seed_from_name(int8 ? "onednn_a_u8" : "onednn_a_bf16"));
-    if (int8) rb_fill_u8(&r, a, (size_t)(M * K));
-    else rb_fill_bf16_uniform(&r, a, (size_t)(M * K));
+    if (int8) {
+      rb_fill_u8(&r, a, (size_t)(M * K));
+      if (onednn_int8_saturates())
+        for (int64_t i = 0; i < M * K; i++) ((uint8_t *)a)[i] &= 0x7f;
+    } else rb_fill_bf16_uniform(&r, a, (size_t)(M * K));
     memset(y, 0xff, (size_t)(M * N) * sizeof(float)); /* NaN: an unwritten output fails the check */
     if (dnnl_memory_desc_init_by_tag(&amd, 2, ad, adt, dnnl_ab) != dnnl_success ||
         dnnl_memory_desc_init_by_tag(&ymd, 2, yd, dnnl_f32, dnnl_ab) != dnnl_success ||
@@ -373,8 +394,9 @@ static void bm_onednn(resq_bench_state *st, const void *params) {
     free(sizes);
   }
   if (int8)
-    resq_bench_label(st, "baseline=%s/M:%lld/N:%lld/K:%lld;roof=machine_peak_dpbusd;impl=%s;copies=%d",
-                     BASELINE_16BIT, (long long)M, (long long)N, (long long)K, impl, c->ncopies);
+    resq_bench_label(st, "baseline=%s/M:%lld/N:%lld/K:%lld;roof=machine_peak_dpbusd;impl=%s%s;copies=%d",
+                     BASELINE_16BIT, (long long)M, (long long)N, (long long)K, impl,
+                     onednn_int8_saturates() ? " act=u7" : "", c->ncopies);
   else
     resq_bench_label(st, "roof=machine_peak_dpbf16;impl=%s;copies=%d", impl, c->ncopies);
   goto done;
@@ -401,6 +423,9 @@ static void onednn_context(void) {
            v->hash ? v->hash : "?", v->cpu_runtime);
   resq_bench_context("onednn_version", buf);
   resq_bench_context("onednn_effective_isa", isa_name(dnnl_get_effective_cpu_isa()));
+  resq_bench_context("onednn_u8s8_activations",
+                     onednn_int8_saturates() ? "0..127 (no VNNI: vpmaddubsw pair sums saturate in int16 on full-range u8)"
+                                             : "0..255");
   fprintf(stderr, "oneDNN baselines: oneDNN %d.%d.%d, effective ISA %s\n", v->major, v->minor, v->patch,
           isa_name(dnnl_get_effective_cpu_isa()));
   for (int int8 = 0; int8 < 2; int8++) {

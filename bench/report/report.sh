@@ -238,7 +238,7 @@ echo "| compiler | $(awk '/^## compiler/ { getline; print; exit }' "$RAW/system.
 echo "| AVX-512 features | $(grep -m1 '^Flags' "$RAW/system.txt" | tr ' ' '\n' | grep -E '^(avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_bf16|amx_int8|avx_vnni)$' | paste -sd' ' || echo none) |"
 echo "| GPU | ${gpu:-?} |"
 echo "| Google Benchmark | $(pkgver libbenchmark-dev) (Debian; its JSON context says library_build_type=$(ctx library_build_type), which only affects the library's own asserts) |"
-echo "| oneDNN | $(ctx onednn_version) (libdnnl-dev $(pkgver libdnnl-dev)); effective ISA \`$(ctx onednn_effective_isa)\`; bf16 matmul \`$(ctx onednn_impl_bf16)\`, u8s8 matmul \`$(ctx onednn_impl_u8s8)\` |"
+echo "| oneDNN | $(ctx onednn_version) (libdnnl-dev $(pkgver libdnnl-dev)); effective ISA \`$(ctx onednn_effective_isa)\`; bf16 matmul \`$(ctx onednn_impl_bf16)\`, u8s8 matmul \`$(ctx onednn_impl_u8s8)\`, u8s8 activations $(ctx onednn_u8s8_activations) |"
 vis=$( (grep -h 'onednn_verbose,info,cpu,isa' "$RAW"/*_verbose.log 2>/dev/null || true) | head -1 | sed 's/.*isa://')
 [ -n "$vis" ] && echo "| oneDNN verbose | isa: $vis (raw/*_verbose.log) |"
 echo "| OpenBLAS | $(ctx openblas_config) (libopenblas-dev $(pkgver libopenblas-dev)) |"
