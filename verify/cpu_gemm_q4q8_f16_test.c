@@ -32,12 +32,14 @@
 static const uint32_t CANARY32 = 0x7fc0deadu;
 static const uint16_t CANARY16 = 0xdeadu;
 
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 
+/* every path this CPU can run: portable C, the AVX2 kernel (vpmaddubsw; also on AVX-512 CPUs), AVX-512 VNNI */
 static void setup_isas(void) {
   g_nisa = 0;
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
 }
 
 typedef struct {
@@ -363,6 +365,39 @@ static void case_extremes(void) {
   }
 }
 
+/* The AVX2 kernel's int16 partial sums at their bound: every packed lo byte at
+ * -128 (both nibbles' outputs at code -8) or 127 (code 7 and u = 15), every
+ * activation code at its maximum (15, 255: the hi nibble split), over whole
+ * flush blocks of 8 steps and a ragged last one (K_lo = 2048 + 36: 521 steps
+ * = 65 x 8 + 1; r = 512: 128 steps). A flush one step later wraps int16 (9 x 3840 > 32767) and fails here;
+ * rows 1 (M = 1) and 13 (pairs and a single row). */
+static void case_int16_extremes(void) {
+  if (!rc_case("int16_partial_extremes")) return;
+  const int64_t N = 64, Klo = 2048 + 36, r = 512, K = Klo + r;
+  for (int64_t M = 1; M <= 13; M += 12)
+    for (int sign = 0; sign < 2; sign++) {
+      prob P;
+      if (!RC_CHECK(prob_alloc(&P, M, N, K, K, r, 4, 8), "split: %s", resq_last_error())) continue;
+      rc_note("M=%lld N=%lld K=%lld r=%lld codes %s", (long long)M, (long long)N, (long long)K, (long long)r,
+              sign ? "-8/-128" : "7/127");
+      for (int64_t n = 0; n < N; n++)
+        for (int64_t k = 0; k < K; k++) {
+          const int neg = (n < 32) == (sign != 0); /* one panel negative, the other positive */
+          P.codes[n * K + k] = (int8_t)(k < Klo ? (neg ? -8 : 7) : (neg ? -128 : 127));
+        }
+      for (int64_t n = 0; n < N; n++) P.wsl[n] = P.wsh[n] = 1.0f;
+      memset(P.x.q_hi, 255, (size_t)(M * P.L.hi_bytes));
+      memset(P.x.q_lo, 0xff, (size_t)(M * P.L.lo_bytes));
+      for (int64_t m = 0; m < M; m++) {
+        P.x.scale_lo[m] = P.x.scale_hi[m] = 1.0f;
+        P.x.zero_lo[m] = m % 2 ? 15 : 0;
+        P.x.zero_hi[m] = m % 2 ? 255 : 0;
+      }
+      if (pack_both(&P)) check_problem(&P, NULL, 0, 0);
+      prob_free(&P);
+    }
+}
+
 /* y = +0 + bias when every weight code is 0: the f16 output is RNE_f16(bias). */
 static void case_f16_rounding(void) {
   if (!rc_case("f16_output_rounding")) return;
@@ -514,6 +549,7 @@ int main(int argc, char **argv) {
   case_random_shapes();
   case_llm_like();
   case_extremes();
+  case_int16_extremes();
   case_f16_rounding();
   case_bad_args();
   return rc_finish();

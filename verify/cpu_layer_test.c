@@ -30,7 +30,7 @@
 #include "resq/rng.h"
 #include "resq_check.h"
 
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 
 /* ------------------------------------------------------------------ a prepared layer from reference parts */
 
@@ -283,7 +283,8 @@ int main(int argc, char **argv) {
   rc_init("cpu_layer_test", argc, argv);
   g_nisa = 0;
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2; /* its own mixed GEMM */
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_q4q8();
   case_fp16();
   case_errors();

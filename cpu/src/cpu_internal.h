@@ -18,6 +18,11 @@
 #define RESQ_AVX512_BEGIN \
   _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2\")")
 #define RESQ_AVX512_END _Pragma("GCC pop_options")
+/* The same for the AVX2 level (resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2, or
+ * AVX-512 CPUs told to use it). FMA is enabled for the target, not used: the
+ * kernels multiply and add separately like the reference, -ffp-contract=off. */
+#define RESQ_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c,bmi,bmi2\")")
+#define RESQ_AVX2_END _Pragma("GCC pop_options")
 #else
 #define RESQ_CPU_X86 0
 #endif

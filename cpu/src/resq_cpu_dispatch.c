@@ -36,18 +36,25 @@ static unsigned long long xgetbv0(void) {
 }
 #endif
 
+static int g_has_avx2; /* the AVX2 level is usable (also on every AVX-512 CPU we accept) */
+
 static resq_cpu_isa detect(void) {
 #if RESQ_CPU_X86
   unsigned a, b, c, d;
   if (!__get_cpuid(1, &a, &b, &c, &d)) return RESQ_CPU_ISA_GENERIC;
-  int osxsave = (c >> 27) & 1, f16c = (c >> 29) & 1;
+  int osxsave = (c >> 27) & 1, f16c = (c >> 29) & 1, fma = (c >> 12) & 1;
   if (!osxsave || !f16c) return RESQ_CPU_ISA_GENERIC;
-  /* XCR0: SSE(1), AVX(2), opmask(5), ZMM_Hi256(6), Hi16_ZMM(7) enabled by the OS */
-  if ((xgetbv0() & 0xe6) != 0xe6) return RESQ_CPU_ISA_GENERIC;
+  /* XCR0: SSE(1) and AVX(2) state saved by the OS: the YMM registers are usable */
+  const unsigned long long xcr0 = xgetbv0();
+  if ((xcr0 & 0x6) != 0x6) return RESQ_CPU_ISA_GENERIC;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return RESQ_CPU_ISA_GENERIC;
   int avx2 = (b >> 5) & 1, bmi1 = (b >> 3) & 1, bmi2 = (b >> 8) & 1, f = (b >> 16) & 1, dq = (b >> 17) & 1,
       bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
-  if (avx2 && bmi1 && bmi2 && f && dq && bw && vl && vnni) return RESQ_CPU_ISA_AVX512;
+  if (!(avx2 && fma && bmi1 && bmi2)) return RESQ_CPU_ISA_GENERIC;
+  g_has_avx2 = 1;
+  /* opmask(5), ZMM_Hi256(6), Hi16_ZMM(7) saved too */
+  if ((xcr0 & 0xe6) == 0xe6 && f && dq && bw && vl && vnni) return RESQ_CPU_ISA_AVX512;
+  return RESQ_CPU_ISA_AVX2;
 #endif
   return RESQ_CPU_ISA_GENERIC;
 }
@@ -66,6 +73,7 @@ static void init_once(void) {
   int isa = g_detected;
   const char *e = getenv("RESQ_CPU_ISA");
   if (e && strcmp(e, "generic") == 0) isa = RESQ_CPU_ISA_GENERIC;
+  if (e && strcmp(e, "avx2") == 0 && g_has_avx2) isa = RESQ_CPU_ISA_AVX2;
   /* "avx512" or "auto": detection decides (never force an ISA the CPU lacks) */
   atomic_store(&g_isa, isa);
   int n = affinity_cpus();
@@ -88,6 +96,17 @@ resq_cpu_isa resq_cpu_active_isa(void) {
 
 resq_cpu_isa resq_cpu_get_isa(void) { return resq_cpu_active_isa(); }
 
+int resq_cpu_isa_available(resq_cpu_isa isa) {
+  pthread_once(&g_once, init_once);
+  switch (isa) {
+    case RESQ_CPU_ISA_AUTO:
+    case RESQ_CPU_ISA_GENERIC: return 1;
+    case RESQ_CPU_ISA_AVX2: return g_has_avx2;
+    case RESQ_CPU_ISA_AVX512: return g_detected == RESQ_CPU_ISA_AVX512;
+  }
+  return 0;
+}
+
 resq_status resq_cpu_set_isa(resq_cpu_isa isa) {
   pthread_once(&g_once, init_once);
   switch (isa) {
@@ -98,6 +117,11 @@ resq_status resq_cpu_set_isa(resq_cpu_isa isa) {
         return resq_fail(RESQ_ERR_UNSUPPORTED, "cpu: this CPU lacks AVX-512 F/BW/VL/VNNI (or the OS does not save ZMM state)");
       atomic_store(&g_isa, RESQ_CPU_ISA_AVX512);
       return RESQ_OK;
+    case RESQ_CPU_ISA_AVX2:
+      if (!g_has_avx2)
+        return resq_fail(RESQ_ERR_UNSUPPORTED, "cpu: this CPU lacks AVX2/FMA/F16C/BMI2 (or the OS does not save YMM state)");
+      atomic_store(&g_isa, RESQ_CPU_ISA_AVX2);
+      return RESQ_OK;
   }
   return resq_fail(RESQ_ERR_INVALID_ARG, "cpu: unknown ISA %d", (int)isa);
 }
@@ -107,6 +131,7 @@ const char *resq_cpu_isa_name(resq_cpu_isa isa) {
     case RESQ_CPU_ISA_AUTO: return "auto";
     case RESQ_CPU_ISA_GENERIC: return "generic";
     case RESQ_CPU_ISA_AVX512: return "avx512-vnni";
+    case RESQ_CPU_ISA_AVX2: return "avx2";
   }
   return "unknown";
 }

@@ -19,7 +19,8 @@
  * tiles); each thread streams its panels front to back. Long K is cut into
  * blocks (state carried in a per-thread scratch) so a weight block stays in L1
  * while the row tiles of an M block (in L2) pass over it.
- * The portable kernel computes the same integers and the same fp32 sequence.
+ * The portable kernel, and the AVX2 one (vpmaddubsw, below), compute the same
+ * integers and the same fp32 sequence.
  *
  * The lo nibbles with one AND per 64 weights: a packed byte holds, for lane l,
  * the s4 code h of output 32p+16+l in its high nibble and u = w + 8 (0..15) of
@@ -91,6 +92,44 @@ typedef void (*mk_fn)(const mk_args *a);
 
 /* ------------------------------------------------------------------ portable kernel */
 
+/* After the int32 sums acc[i][l] of segment sg: carry them into the next block
+ * when the term continues there, else the term's fp32 contribution
+ * t = (a*w)*(float)(acc - z*sum) added to y in K order (the reference's
+ * sequence, no FMA). */
+static inline __attribute__((always_inline)) void seg_finish(const mk_args *a, const seg *sg, const term *tm,
+                                                              int32_t acc[MR_MAX][NR]) {
+  const int mr = a->mr;
+  if (sg->s0 > 0)
+    for (int i = 0; i < mr; i++)
+      for (int l = 0; l < NR; l++) acc[i][l] += a->acc_state[i * NR + l];
+  if (sg->s1 < tm->steps) { /* the term continues in the next block */
+    for (int i = 0; i < mr; i++)
+      for (int l = 0; l < NR; l++) a->acc_state[i * NR + l] = acc[i][l];
+    return;
+  }
+  const float *xs = tm->hi ? a->xs_hi : a->xs_lo, *ws = tm->hi ? a->ws_hi : a->ws_lo;
+  const int32_t *xz = tm->hi ? a->xz_hi : a->xz_lo, *wsum = (tm->hi ? a->wsum_hi : a->wsum_lo) + tm->g * a->np;
+  for (int i = 0; i < mr; i++) {
+    float av = xs[i * a->G + tm->g];
+    int32_t z = xz[i * a->G + tm->g];
+    for (int l = 0; l < NR; l++) {
+      float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);
+      a->y_state[i * NR + l] = sg->term == 0 ? t : a->y_state[i * NR + l] + t;
+    }
+  }
+}
+
+/* The last block: y + bias, stored as f32 or RNE f16. */
+static inline __attribute__((always_inline)) void tile_store(const mk_args *a) {
+  for (int i = 0; i < a->mr; i++)
+    for (int l = 0; l < a->ncols; l++) {
+      float y = a->y_state[i * NR + l];
+      if (a->bias) y = y + a->bias[l];
+      if (a->yf) a->yf[i * a->ldy + l] = y;
+      else a->yh[i * a->ldy + l] = resq_f32_to_f16(y);
+    }
+}
+
 static void mk_generic(const mk_args *a) {
   const int mr = a->mr;
   int32_t acc[MR_MAX][NR];
@@ -127,34 +166,186 @@ static void mk_generic(const mk_args *a) {
         }
       }
     }
-    if (sg->s0 > 0)
-      for (int i = 0; i < mr; i++)
-        for (int l = 0; l < NR; l++) acc[i][l] += a->acc_state[i * NR + l];
-    if (sg->s1 < tm->steps) { /* the term continues in the next block */
-      for (int i = 0; i < mr; i++)
-        for (int l = 0; l < NR; l++) a->acc_state[i * NR + l] = acc[i][l];
-      continue;
-    }
-    const float *xs = tm->hi ? a->xs_hi : a->xs_lo, *ws = tm->hi ? a->ws_hi : a->ws_lo;
-    const int32_t *xz = tm->hi ? a->xz_hi : a->xz_lo, *wsum = (tm->hi ? a->wsum_hi : a->wsum_lo) + tm->g * a->np;
-    for (int i = 0; i < mr; i++) {
-      float av = xs[i * a->G + tm->g];
-      int32_t z = xz[i * a->G + tm->g];
-      for (int l = 0; l < NR; l++) {
-        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);
-        a->y_state[i * NR + l] = sg->term == 0 ? t : a->y_state[i * NR + l] + t;
+    seg_finish(a, sg, tm, acc);
+  }
+  if (a->final) tile_store(a);
+}
+
+/* ------------------------------------------------------------------ AVX2 kernel (no VNNI)
+ * vpmaddubsw (u8 x s8 pairs -> int16, SATURATING) replaces vpdpbusd, on the
+ * same packed weights and activation tiles, exactly:
+ *  - lo terms: activations 0..15 times the raw byte (16 h + u, -128..127) or
+ *    the masked byte (16 h): a pair sum is at most 2 * 15 * 128 = 3840, so
+ *    never saturates, and A2_FLUSH = 8 steps of them add up in int16 to at
+ *    most 30720 < 32767; then vpmaddwd by 1 widens each int16 pair (the 4
+ *    bytes of a dword lane) into the int32 accumulators: exactly the
+ *    vpdpbusd sums of the AVX-512 kernel.
+ *  - hi terms: u8 activations would saturate (255 * 127 * 2 > 32767), so each
+ *    broadcast activation dword is split into its low and high nibbles
+ *    (x = 16 xh + xl, both 0..15), each nibble product bounded as above;
+ *    the flush adds vpmaddwd(sum_l, 1) + vpmaddwd(sum_h, 16) to int32
+ *    (|16 * 30720 * 2| < 2^31).
+ * Per 128 lo weights and row: 4 vpmaddubsw + 4 vpaddw, vpmaddwd only every 8
+ * steps; oneDNN's AVX2 int8 issues vpmaddubsw + vpmaddwd + vpaddd per 32
+ * products (the nibble packing puts two outputs in each byte lane). Rows are
+ * taken two at a time (lo; the weight block is read from L1 again for the
+ * next pair) and one at a time (hi: 8 int16 sums per row). */
+#if RESQ_CPU_X86
+RESQ_AVX2_BEGIN
+
+#define A2_FLUSH 8
+
+static inline __attribute__((always_inline)) __m256i a2_bcast(const uint8_t *p) {
+  int32_t v;
+  memcpy(&v, p, 4);
+  return _mm256_set1_epi32(v);
+}
+
+/* lo term, rows ap[4*i] for i < R (row stride 4*mr bytes per step), n steps of 64 weight bytes:
+ * the int32 sums of outputs 0..31 into acc[i][0..31] */
+static inline __attribute__((always_inline)) void a2_lo(const uint8_t *ap, int mr, const uint8_t *wp, int64_t n,
+                                                         int64_t pf, const int R, int32_t acc[][NR]) {
+  const __m256i mask = _mm256_set1_epi8((char)0xF0), ones = _mm256_set1_epi16(1);
+  /* c[i][0..1]: raw sums (dword lanes 0..7, 8..15); c[i][2..3]: masked sums */
+  __m256i c[2][4];
+  _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) c[i][0] = c[i][1] = c[i][2] = c[i][3] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < n;) {
+    const int64_t e = s + A2_FLUSH < n ? s + A2_FLUSH : n;
+    __m256i p[2][4];
+    _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) p[i][0] = p[i][1] = p[i][2] = p[i][3] = _mm256_setzero_si256();
+    for (; s < e; s++, wp += 64, ap += 4 * mr) {
+      if (pf) _mm_prefetch((const char *)wp + pf, _MM_HINT_T1);
+      const __m256i r0 = _mm256_loadu_si256((const __m256i *)(const void *)wp);
+      const __m256i r1 = _mm256_loadu_si256((const __m256i *)(const void *)(wp + 32));
+      const __m256i m0 = _mm256_and_si256(r0, mask), m1 = _mm256_and_si256(r1, mask);
+      _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+        const __m256i b = a2_bcast(ap + 4 * i);
+        p[i][0] = _mm256_add_epi16(p[i][0], _mm256_maddubs_epi16(b, r0));
+        p[i][1] = _mm256_add_epi16(p[i][1], _mm256_maddubs_epi16(b, r1));
+        p[i][2] = _mm256_add_epi16(p[i][2], _mm256_maddubs_epi16(b, m0));
+        p[i][3] = _mm256_add_epi16(p[i][3], _mm256_maddubs_epi16(b, m1));
       }
     }
+    _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
+      _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+        c[i][k] = _mm256_add_epi32(c[i][k], _mm256_madd_epi16(p[i][k], ones));
   }
-  if (!a->final) return;
-  for (int i = 0; i < mr; i++)
-    for (int l = 0; l < a->ncols; l++) {
-      float y = a->y_state[i * NR + l];
+  /* lane l of raw = x.u of output l (+ x.16h of output 16 + l); masked = x.16h, an exact multiple of 16;
+   * a2_finish takes the 8 sum x off outputs 0..15 when the term ends */
+  _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+    _mm256_storeu_si256((__m256i *)(void *)&acc[i][0], _mm256_sub_epi32(c[i][0], c[i][2]));
+    _mm256_storeu_si256((__m256i *)(void *)&acc[i][8], _mm256_sub_epi32(c[i][1], c[i][3]));
+    _mm256_storeu_si256((__m256i *)(void *)&acc[i][16], _mm256_srai_epi32(c[i][2], 4));
+    _mm256_storeu_si256((__m256i *)(void *)&acc[i][24], _mm256_srai_epi32(c[i][3], 4));
+  }
+}
+
+/* hi term, one row: n steps of 128 weight bytes (outputs 0..15, then 16..31, 4 bytes each) */
+static inline __attribute__((always_inline)) void a2_hi(const uint8_t *ap, int mr, const uint8_t *wp, int64_t n,
+                                                         int64_t pf, int32_t acc[NR]) {
+  const __m256i lo4 = _mm256_set1_epi8(0x0F), ones = _mm256_set1_epi16(1), sixteen = _mm256_set1_epi16(16);
+  __m256i c[4];
+  _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) c[k] = _mm256_setzero_si256();
+  for (int64_t s = 0; s < n;) {
+    const int64_t e = s + A2_FLUSH < n ? s + A2_FLUSH : n;
+    __m256i pl[4], ph[4];
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) pl[k] = ph[k] = _mm256_setzero_si256();
+    for (; s < e; s++, wp += 128, ap += 4 * mr) {
+      if (pf) {
+        _mm_prefetch((const char *)wp + pf, _MM_HINT_T1);
+        _mm_prefetch((const char *)wp + pf + 64, _MM_HINT_T1);
+      }
+      const __m256i b = a2_bcast(ap);
+      const __m256i bl = _mm256_and_si256(b, lo4), bh = _mm256_and_si256(_mm256_srli_epi16(b, 4), lo4);
+      _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+        const __m256i w = _mm256_loadu_si256((const __m256i *)(const void *)(wp + 32 * k));
+        pl[k] = _mm256_add_epi16(pl[k], _mm256_maddubs_epi16(bl, w));
+        ph[k] = _mm256_add_epi16(ph[k], _mm256_maddubs_epi16(bh, w));
+      }
+    }
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++)
+      c[k] = _mm256_add_epi32(c[k], _mm256_add_epi32(_mm256_madd_epi16(pl[k], ones), _mm256_madd_epi16(ph[k], sixteen)));
+  }
+  _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) _mm256_storeu_si256((__m256i *)(void *)&acc[8 * k], c[k]);
+}
+
+/* seg_finish and tile_store in 8-wide vectors (the same operations in the same order per output;
+ * GCC left the generic loops partly scalar: 13 % of a prefill call) */
+static inline __attribute__((always_inline)) void a2_finish(const mk_args *a, const seg *sg, const term *tm,
+                                                             int32_t acc[MR_MAX][NR]) {
+  const int mr = a->mr, last = sg->s1 == tm->steps, cont = sg->s0 > 0;
+  const float *xs = tm->hi ? a->xs_hi : a->xs_lo, *ws = tm->hi ? a->ws_hi : a->ws_lo;
+  const int32_t *xz = tm->hi ? a->xz_hi : a->xz_lo, *wsum = (tm->hi ? a->wsum_hi : a->wsum_lo) + tm->g * a->np;
+  for (int i = 0; i < mr; i++) {
+    int32_t *as = a->acc_state + i * NR;
+    float *ys = a->y_state + i * NR;
+    const __m256i u8 = _mm256_set1_epi32(!tm->hi && last ? 8 * a->xsum_lo[i * a->G + tm->g] : 0);
+    const __m256i z = _mm256_set1_epi32(last ? xz[i * a->G + tm->g] : 0);
+    const __m256 av = _mm256_set1_ps(last ? xs[i * a->G + tm->g] : 0.0f);
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+      __m256i v = _mm256_load_si256((const __m256i *)(const void *)&acc[i][8 * k]);
+      if (cont) v = _mm256_add_epi32(v, _mm256_loadu_si256((const __m256i *)(const void *)(as + 8 * k)));
+      if (!last) {
+        _mm256_storeu_si256((__m256i *)(void *)(as + 8 * k), v);
+        continue;
+      }
+      if (k < 2) v = _mm256_sub_epi32(v, u8); /* outputs 0..15 of a lo term: sum x u - 8 sum x */
+      const __m256i zs = _mm256_mullo_epi32(z, _mm256_loadu_si256((const __m256i *)(const void *)(wsum + 8 * k)));
+      __m256 t = _mm256_mul_ps(_mm256_mul_ps(av, _mm256_loadu_ps(ws + 8 * k)),
+                               _mm256_cvtepi32_ps(_mm256_sub_epi32(v, zs)));
+      if (sg->term != 0) t = _mm256_add_ps(_mm256_loadu_ps(ys + 8 * k), t);
+      _mm256_storeu_ps(ys + 8 * k, t);
+    }
+  }
+}
+
+static inline __attribute__((always_inline)) void a2_store(const mk_args *a) {
+  const int nc = a->ncols;
+  for (int i = 0; i < a->mr; i++) {
+    const float *ys = a->y_state + i * NR;
+    int l = 0;
+    for (; l + 8 <= nc; l += 8) {
+      __m256 y = _mm256_loadu_ps(ys + l);
+      if (a->bias) y = _mm256_add_ps(y, _mm256_loadu_ps(a->bias + l));
+      if (a->yf) _mm256_storeu_ps(a->yf + i * a->ldy + l, y);
+      else _mm_storeu_si128((__m128i *)(void *)(a->yh + i * a->ldy + l),
+                            _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    }
+    for (; l < nc; l++) { /* the same RNE conversion, one lane (F16C, as the vectors above) */
+      float y = ys[l];
       if (a->bias) y = y + a->bias[l];
       if (a->yf) a->yf[i * a->ldy + l] = y;
-      else a->yh[i * a->ldy + l] = resq_f32_to_f16(y);
+      else a->yh[i * a->ldy + l] =
+          (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(y), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
     }
+  }
 }
+
+static void mk_avx2(const mk_args *a) {
+  const int mr = a->mr;
+  int32_t acc[MR_MAX][NR] __attribute__((aligned(32)));
+  for (int si = a->sb; si < a->se; si++) {
+    const seg *sg = &a->segs[si];
+    const term *tm = &a->terms[sg->term];
+    const uint8_t *ap = a->A + (tm->a_step + sg->s0) * mr * 4;
+    const int64_t n = sg->s1 - sg->s0;
+    if (!tm->hi) {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 64;
+      int i = 0;
+      /* only the first pass over the weight block prefetches (the others find it in L1) */
+      for (; i + 2 <= mr; i += 2) a2_lo(ap + 4 * i, mr, wp, n, i == 0 ? a->pf : 0, 2, &acc[i]);
+      if (i < mr) a2_lo(ap + 4 * i, mr, wp, n, i == 0 ? a->pf : 0, 1, &acc[i]);
+    } else {
+      const uint8_t *wp = a->W + tm->w_off + sg->s0 * 128;
+      for (int i = 0; i < mr; i++) a2_hi(ap + 4 * i, mr, wp, n, i == 0 ? a->pf : 0, acc[i]);
+    }
+    a2_finish(a, sg, tm, acc);
+  }
+  if (a->final) a2_store(a);
+}
+
+RESQ_AVX2_END
+#endif /* RESQ_CPU_X86 */
 
 /* ------------------------------------------------------------------ AVX-512 VNNI kernel */
 #if RESQ_CPU_X86
@@ -716,7 +907,7 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   P.pf = resq_cpu_env_i64("RESQ_CPU_GEMM_PF", PF_DIST, 0);
 #if RESQ_CPU_X86
   P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
-  P.mk = P.avx512 ? mk_avx512 : mk_generic;
+  P.mk = P.avx512 ? mk_avx512 : resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2 ? mk_avx2 : mk_generic;
 #else
   P.mk = mk_generic;
 #endif

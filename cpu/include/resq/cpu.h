@@ -28,8 +28,10 @@
  *    plus workers); calls from several application threads are serialized.
  *
  * Dispatch: the AVX-512 kernels run when CPUID reports AVX512F, AVX512BW,
- * AVX512VL and AVX512_VNNI and the OS saves ZMM state; otherwise the portable C
- * kernels (same layout, same bits). RESQ_CPU_ISA=generic|avx512|auto in the
+ * AVX512VL and AVX512_VNNI and the OS saves ZMM state; else, with AVX2, FMA,
+ * F16C and BMI2 (and YMM state), the AVX2 level (its own mixed GEMM kernel,
+ * portable C for the rest); otherwise the portable C kernels (same layout,
+ * same bits everywhere). RESQ_CPU_ISA=generic|avx2|avx512|auto in the
  * environment (read once, at the first call) or resq_cpu_set_isa() force a path;
  * RESQ_CPU_THREADS=<n> or resq_cpu_set_threads() set the thread count.
  * The header is plain C. */
@@ -55,7 +57,10 @@ extern "C" {
 typedef enum resq_cpu_isa {
   RESQ_CPU_ISA_AUTO = 0,    /* the best the CPU supports */
   RESQ_CPU_ISA_GENERIC = 1, /* portable C (auto-vectorized), any CPU */
-  RESQ_CPU_ISA_AVX512 = 2   /* AVX-512 F/BW/VL + VNNI (vpdpbusd) */
+  RESQ_CPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI (vpdpbusd) */
+  RESQ_CPU_ISA_AVX2 = 3     /* AVX2 + FMA + F16C + BMI2, no VNNI (Zen 2/3, Haswell..Skylake client):
+                               the mixed GEMM has its own kernel (vpmaddubsw, exact int16 partial
+                               sums); the other stages run their portable C there */
 } resq_cpu_isa;
 
 /* Best ISA this CPU (and OS) supports. */
@@ -65,7 +70,10 @@ resq_cpu_isa resq_cpu_detect(void);
 resq_status resq_cpu_set_isa(resq_cpu_isa isa);
 /* The ISA the next call will use (never AUTO). */
 resq_cpu_isa resq_cpu_get_isa(void);
-const char *resq_cpu_isa_name(resq_cpu_isa isa); /* "auto", "generic", "avx512-vnni" */
+const char *resq_cpu_isa_name(resq_cpu_isa isa); /* "auto", "generic", "avx2", "avx512-vnni" */
+/* 1 when resq_cpu_set_isa(isa) would succeed on this CPU (AVX2 is available on
+ * every CPU that has the AVX-512 level) */
+int resq_cpu_isa_available(resq_cpu_isa isa);
 /* Threads used per call (0: default = CPUs in the process affinity mask, at most 64). */
 resq_status resq_cpu_set_threads(int n);
 int resq_cpu_get_threads(void);
