@@ -23,7 +23,7 @@
 #include "resq_check.h"
 
 #define GUARD 40
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 
 static uint16_t rand_f16(resq_rng *r, int kind) {
   double v;
@@ -150,7 +150,8 @@ int main(int argc, char **argv) {
   rc_init("cpu_gemm_f16_test", argc, argv);
   g_nisa = 0;
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_shapes();
   case_errors();
   return rc_finish();

@@ -261,6 +261,77 @@ static void cvt_row_avx512(const uint16_t *x, float *y, int64_t n) {
 RESQ_AVX512_END
 #endif
 
+/* ------------------------------------------------------------------ AVX2 + FMA kernel
+ * The same FMA chains on 8-wide vectors: 32 outputs of a panel are 4 ymm per
+ * row, rows taken two at a time (8 accumulators, 4 converted weight vectors,
+ * a broadcast: 13 of the 16 ymm registers); the panel's K block (16 KiB) is
+ * read from L1 again for the next pair of rows. */
+#if RESQ_CPU_X86
+RESQ_AVX2_BEGIN
+
+static inline __attribute__((always_inline)) void fk_avx2_rows(const fk_args *a, int pp, int i0, const int R) {
+  __m256 c[2][4];
+  _Pragma("GCC unroll 2") for (int i = 0; i < R; i++)
+    _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+      c[i][q] = a->first ? _mm256_setzero_ps() : _mm256_loadu_ps(a->state[pp] + (i0 + i) * NR + 8 * q);
+  const uint16_t *wp = a->W[pp];
+  const float *ap = a->A + i0 * a->lda;
+  const int64_t lda = a->lda;
+  for (int64_t k = 0; k < a->nk; k++, ap++, wp += NR) {
+    __m256 w[4];
+    _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++)
+      w[q] = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(wp + 8 * q)));
+    _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+      const __m256 b = _mm256_set1_ps(ap[i * lda]);
+      /* fma(b, w, c) = RN(c + b*w) because b*w is exact (fp16 x fp16) */
+      _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) c[i][q] = _mm256_fmadd_ps(b, w[q], c[i][q]);
+    }
+  }
+  _Pragma("GCC unroll 2") for (int i = 0; i < R; i++) {
+    if (!a->last) {
+      _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) _mm256_storeu_ps(a->state[pp] + (i0 + i) * NR + 8 * q, c[i][q]);
+      continue;
+    }
+    const int nc = a->ncols[pp];
+    float *yf = a->yf[pp] ? a->yf[pp] + (i0 + i) * a->ldy : NULL;
+    uint16_t *yh = a->yh[pp] ? a->yh[pp] + (i0 + i) * a->ldy : NULL;
+    float tmp[NR] __attribute__((aligned(32)));
+    _Pragma("GCC unroll 4") for (int q = 0; q < 4; q++) {
+      __m256 y = c[i][q];
+      if (a->bias[pp] && 8 * q + 8 <= nc) y = _mm256_add_ps(y, _mm256_loadu_ps(a->bias[pp] + 8 * q));
+      if (8 * q + 8 <= nc) {
+        if (yf) _mm256_storeu_ps(yf + 8 * q, y);
+        else _mm_storeu_si128((__m128i *)(void *)(yh + 8 * q), _mm256_cvtps_ph(y, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+      } else {
+        _mm256_store_ps(tmp + 8 * q, y);
+      }
+    }
+    for (int l = nc / 8 * 8; l < nc; l++) { /* a partial last panel, one lane at a time (same F16C rounding) */
+      float y = tmp[l];
+      if (a->bias[pp]) y = y + a->bias[pp][l];
+      if (yf) yf[l] = y;
+      else yh[l] = (uint16_t)_mm_extract_epi16(_mm_cvtps_ph(_mm_set_ss(y), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), 0);
+    }
+  }
+}
+
+static void fk_avx2(const fk_args *a) {
+  for (int pp = 0; pp < a->npan; pp++) {
+    int i = 0;
+    for (; i + 2 <= a->mr; i += 2) fk_avx2_rows(a, pp, i, 2);
+    if (i < a->mr) fk_avx2_rows(a, pp, i, 1);
+  }
+}
+
+static void cvt_row_avx2(const uint16_t *x, float *y, int64_t n) {
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) _mm256_storeu_ps(y + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x + i))));
+  for (; i < n; i++) y[i] = resq_f16_to_f32(x[i]);
+}
+
+RESQ_AVX2_END
+#endif
+
 /* ------------------------------------------------------------------ driver */
 
 typedef struct fplan {
@@ -273,7 +344,7 @@ typedef struct fplan {
   uint16_t *yh;
   float *scratch; /* per thread: a_elems + state_elems floats */
   size_t a_elems, state_elems;
-  int decode, avx512;
+  int decode, avx512, avx2;
   fk_fn fk;
 } fplan;
 
@@ -288,6 +359,7 @@ static void pack_a(const fplan *P, int64_t m0, int mr, int64_t k0, int64_t k1, f
     float *row = dst + i * lda;
 #if RESQ_CPU_X86
     if (P->avx512) cvt_row_avx512(src, row, nk);
+    else if (P->avx2) cvt_row_avx2(src, row, nk);
     else
 #endif
       for (int64_t k = 0; k < nk; k++) row[k] = resq_f16_to_f32(src[k]);
@@ -383,7 +455,8 @@ static resq_status gemm_f16_cpu(int64_t M, const uint16_t *x, int64_t ldx, const
   P.decode = P.ntiles <= 2;
 #if RESQ_CPU_X86
   P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
-  P.fk = P.avx512 ? fk_avx512 : fk_generic;
+  P.avx2 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2;
+  P.fk = P.avx512 ? fk_avx512 : P.avx2 ? fk_avx2 : fk_generic;
 #else
   P.fk = fk_generic;
 #endif

@@ -29,8 +29,8 @@
  *
  * Dispatch: the AVX-512 kernels run when CPUID reports AVX512F, AVX512BW,
  * AVX512VL and AVX512_VNNI and the OS saves ZMM state; else, with AVX2, FMA,
- * F16C and BMI2 (and YMM state), the AVX2 level (its own mixed GEMM kernel,
- * portable C for the rest); otherwise the portable C kernels (same layout,
+ * F16C and BMI2 (and YMM state), the AVX2 level (its own mixed and FP16 GEMM
+ * kernels, portable C for the rest); otherwise the portable C kernels (same layout,
  * same bits everywhere). RESQ_CPU_ISA=generic|avx2|avx512|auto in the
  * environment (read once, at the first call) or resq_cpu_set_isa() force a path;
  * RESQ_CPU_THREADS=<n> or resq_cpu_set_threads() set the thread count.
@@ -59,8 +59,9 @@ typedef enum resq_cpu_isa {
   RESQ_CPU_ISA_GENERIC = 1, /* portable C (auto-vectorized), any CPU */
   RESQ_CPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI (vpdpbusd) */
   RESQ_CPU_ISA_AVX2 = 3     /* AVX2 + FMA + F16C + BMI2, no VNNI (Zen 2/3, Haswell..Skylake client):
-                               the mixed GEMM has its own kernel (vpmaddubsw, exact int16 partial
-                               sums); the other stages run their portable C there */
+                               the mixed GEMM (vpmaddubsw, exact int16 partial sums) and the FP16
+                               GEMM (8-wide FMA chains) have their own kernels; the other stages
+                               run their portable C there */
 } resq_cpu_isa;
 
 /* Best ISA this CPU (and OS) supports. */
