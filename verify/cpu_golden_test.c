@@ -16,7 +16,7 @@
 #include "resq_check.h"
 
 static golden_manifest G;
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 static int g_skipped;
 
 static int load(const char *stage, const char *c, const char *name, resq_array *a) {
@@ -117,7 +117,8 @@ static void run_quant(const char *stage, const char *c, const char *params, int 
 int main(int argc, char **argv) {
   rc_init("cpu_golden_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   const char *stage = rc_arg("stage");
   if (!stage) {
     printf("usage: cpu_golden_test --golden DIR --stage hadamard_f16|quant_act_f16_q4q8|quant_kv_f16_q4q8\n");

@@ -24,7 +24,7 @@
 #endif
 
 #define GUARD 48
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 
 static void fill(resq_rng *r, float *x, int64_t n, int kind) {
   for (int64_t i = 0; i < n; i++) {
@@ -409,7 +409,8 @@ static void case_nonfinite(void) {
 int main(int argc, char **argv) {
   rc_init("cpu_hadamard_f32_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_orders();
   case_llm_sizes();
   case_errors();

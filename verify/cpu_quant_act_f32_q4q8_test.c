@@ -20,7 +20,7 @@
 #include "resq/rng.h"
 #include "resq_check.h"
 
-static int g_isas[2], g_nisa;
+static int g_isas[3], g_nisa;
 
 typedef struct {
   resq_qact q;
@@ -483,7 +483,8 @@ static void case_nonfinite(void) {
 int main(int argc, char **argv) {
   rc_init("cpu_quant_act_f32_q4q8_test", argc, argv);
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
   case_shapes();
   case_near_ties();
   case_extreme();

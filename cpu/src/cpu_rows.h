@@ -35,6 +35,7 @@ typedef struct had_plan {
   const float *sgn_p;
   const int8_t *signs;
   int avx512;
+  int avx2; /* the AVX2 row (resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2 when planned) */
   /* K = 1 only: write the outputs with non-temporal stores (f16 rows staged
    * whole in nu first, so each store fills a line); the caller must sfence
    * before the rows are read by another thread. Set by the standalone

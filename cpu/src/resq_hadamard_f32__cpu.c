@@ -52,6 +52,7 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
   hp->t_len = ((int64_t)K * hp->ms + 15) / 16 * 16;
   hp->signs = signs;
   hp->avx512 = avx512;
+  hp->avx2 = !avx512 && resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2;
   if (K > 1) {
     size_t i = 0;
     while (k_orders[i] != K) i++;
@@ -120,6 +121,76 @@ static void had_row_generic(const had_plan *hp, const float *x32, const uint16_t
       }
     }
 }
+
+/* ------------------------------------------------------------------ AVX2 row
+ * had_row_generic's operations in its order per element, 8 lanes at a time
+ * (m >= 8): the signs as a sign-bit XOR (= negation), stages h = 1, 2, 4 inside
+ * each vector (the partner lanes by a permute; a + b in the lower lanes,
+ * a - b in the upper, so each output is the same single rounding), stages
+ * h >= 8 between vectors, the scale, the hadK mix over b with the sign of
+ * each (a, c) a branch, and F16C for both conversions (RNE, exact widening). */
+#if RESQ_CPU_X86
+RESQ_AVX2_BEGIN
+
+static inline __attribute__((always_inline)) __m256 a2_stage(__m256 v, __m256 partner, const int upper) {
+  /* lower lanes: v + partner = a + b; upper lanes: partner - v = a - b */
+  return _mm256_blend_ps(_mm256_add_ps(v, partner), _mm256_sub_ps(partner, v), upper);
+}
+
+static void had_row_avx2(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
+                         float *t, int *overflow) {
+  const int64_t n = hp->n, m = hp->m;
+  const int K = hp->K;
+  const __m256 sbit = _mm256_set1_ps(-0.0f), inv = _mm256_set1_ps(hp->inv);
+  for (int64_t i = 0; i < n; i += 8) {
+    __m256 v = x32 ? _mm256_loadu_ps(x32 + i) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x16 + i)));
+    if (hp->signs) {
+      const __m256i s = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(hp->signs + i)));
+      v = _mm256_xor_ps(v, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(), s)), sbit));
+    }
+    v = a2_stage(v, _mm256_permute_ps(v, 0xB1), 0xAA);             /* h = 1 */
+    v = a2_stage(v, _mm256_permute_ps(v, 0x4E), 0xCC);             /* h = 2 */
+    v = a2_stage(v, _mm256_permute2f128_ps(v, v, 0x01), 0xF0);     /* h = 4 */
+    _mm256_storeu_ps(t + i, v);
+  }
+  for (int c = 0; c < K; c++) {
+    float *v = t + (int64_t)c * m;
+    for (int64_t h = 8; h < m; h <<= 1)
+      for (int64_t i = 0; i < m; i += 2 * h)
+        for (int64_t j = i; j < i + h; j += 8) {
+          const __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + h);
+          _mm256_storeu_ps(v + j, _mm256_add_ps(a, b));
+          _mm256_storeu_ps(v + j + h, _mm256_sub_ps(a, b));
+        }
+  }
+  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(t + i, _mm256_mul_ps(_mm256_loadu_ps(t + i), inv));
+  const __m128i em = _mm_set1_epi16(0x7c00);
+  __m128i bad = _mm_setzero_si128();
+  for (int a = 0; a < K; a++)
+    for (int64_t b = 0; b < m; b += 8) {
+      __m256 acc = _mm256_loadu_ps(t + b);
+      if (K > 1) {
+        const uint8_t *neg = hp->neg + a * K;
+        if (neg[0]) acc = _mm256_xor_ps(acc, sbit);
+        for (int c = 1; c < K; c++) {
+          const __m256 v = _mm256_loadu_ps(t + (int64_t)c * m + b);
+          acc = neg[c] ? _mm256_sub_ps(acc, v) : _mm256_add_ps(acc, v);
+        }
+      }
+      const int64_t i = (int64_t)a * m + b;
+      if (y32) {
+        _mm256_storeu_ps(y32 + i, acc);
+      } else {
+        const __m128i h = _mm256_cvtps_ph(acc, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        bad = _mm_or_si128(bad, _mm_cmpeq_epi16(_mm_and_si128(h, em), em)); /* +-Inf or NaN */
+        _mm_storeu_si128((__m128i *)(void *)(y16 + i), h);
+      }
+    }
+  if (_mm_movemask_epi8(bad)) *overflow = 1;
+}
+
+RESQ_AVX2_END
+#endif /* RESQ_CPU_X86 */
 
 /* ------------------------------------------------------------------ AVX-512 row */
 #if RESQ_CPU_X86
@@ -506,6 +577,10 @@ void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16,
 #if RESQ_CPU_X86
   if (hp->avx512 && hp->m >= 16) { /* m < 16 (n <= 172*8): the portable row */
     had_row_avx512(hp, x32, x16, y32, y16, t, nu, overflow, next);
+    return;
+  }
+  if (hp->avx2 && hp->m >= 8) {
+    had_row_avx2(hp, x32, x16, y32, y16, t, overflow);
     return;
   }
 #endif
