@@ -67,6 +67,7 @@ typedef struct quant_plan {
   float clip;
   float maxq16[16]; /* maxq of parts 16j + i (the pattern repeats every 16 parts) */
   int avx512;
+  int avx2; /* the portable row with its range and code loops in AVX2 (RESQ_CPU_ISA_AVX2 when planned) */
 } quant_plan;
 
 typedef struct quant_fail {

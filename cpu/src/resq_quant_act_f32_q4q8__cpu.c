@@ -37,6 +37,7 @@ void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, i
   qp->bits_hi = p->bits_hi;
   qp->clip = p->clip;
   qp->avx512 = avx512;
+  qp->avx2 = !avx512 && resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2;
   /* the parts of a row in row order: (group 0 lo, group 0 hi, group 1 lo, ...), empty parts left out */
   qp->ppg = (qp->lpg > 0) + (qp->r > 0);
   qp->nparts = qp->ngroups * qp->ppg;
@@ -123,6 +124,94 @@ static void codes_generic(const float *x32, const uint16_t *x16, int64_t c0, int
     else dst[i] = (uint8_t)c;
   }
 }
+
+/* ------------------------------------------------------------------ AVX2 part functions
+ * The portable functions' operations, 8 lanes at a time (F16C widening is exact):
+ *  - range: mn = vminps(v, mn) is exactly `v < mn ? v : mn` (a NaN v keeps mn,
+ *    as the reference's compare skips it; a NaN flag then fails the part);
+ *    every lane starts at +0 and changes only on a strictly smaller (larger)
+ *    value, so no lane holds -0 and the lanes combine by the same rule;
+ *  - codes: rint(x / s) + z with the IEEE division (vdivps), clamped with
+ *    vmaxps/vminps (equal to the reference's compares on these non-NaN
+ *    values), packed 32 at a time (saturating packs of values already in
+ *    range; lo pairs as c_even + 16 c_odd by vpmaddubsw). Tails: the portable loop. */
+#if RESQ_CPU_X86
+RESQ_AVX2_BEGIN
+
+static inline __attribute__((always_inline)) __m256 ld8(const float *x32, const uint16_t *x16, int64_t i) {
+  return x32 ? _mm256_loadu_ps(x32 + i) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x16 + i)));
+}
+
+static void minmax_avx2(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float *pmn, float *pmx) {
+  __m256 vmn = _mm256_setzero_ps(), vmx = _mm256_setzero_ps(), vnan = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = ld8(x32, x16, c0 + i);
+    vmn = _mm256_min_ps(v, vmn);
+    vmx = _mm256_max_ps(v, vmx);
+    vnan = _mm256_or_ps(vnan, _mm256_cmp_ps(v, v, _CMP_UNORD_Q));
+  }
+  float lmn[8], lmx[8];
+  _mm256_storeu_ps(lmn, vmn);
+  _mm256_storeu_ps(lmx, vmx);
+  float mn = 0.0f, mx = 0.0f;
+  int nan = _mm256_movemask_ps(vnan) != 0;
+  for (int l = 0; l < 8; l++) {
+    if (lmn[l] < mn) mn = lmn[l];
+    if (lmx[l] > mx) mx = lmx[l];
+  }
+  for (; i < n; i++) {
+    float v = ld(x32, x16, c0 + i);
+    if (v < mn) mn = v;
+    if (v > mx) mx = v;
+    nan |= v != v;
+  }
+  *pmn = mn;
+  *pmx = nan ? NAN : mx;
+}
+
+static void codes_avx2(const float *x32, const uint16_t *x16, int64_t c0, int64_t n, float s, float z, int bits, int lo,
+                       uint8_t *dst) {
+  const __m256 vs = _mm256_set1_ps(s), vz = _mm256_set1_ps(z), vq = _mm256_set1_ps((float)((1 << bits) - 1));
+  const __m256 zero = _mm256_setzero_ps();
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7), pair = _mm256_set1_epi16(0x1001);
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    __m256i c[4];
+    _Pragma("GCC unroll 4") for (int k = 0; k < 4; k++) {
+      __m256 q = _mm256_round_ps(_mm256_div_ps(ld8(x32, x16, c0 + i + 8 * k), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, vz), zero), vq);
+      c[k] = _mm256_cvtps_epi32(q);
+    }
+    /* 32 codes in order as bytes: the packs interleave 128-bit lanes, the permute undoes it */
+    const __m256i b = _mm256_permutevar8x32_epi32(
+        _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]), _mm256_packus_epi32(c[2], c[3])), order);
+    if (lo) {
+      const __m256i w = _mm256_maddubs_epi16(b, pair); /* c_even + 16 c_odd <= 255 */
+      const __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi16(w, w), 0x08);
+      _mm_storeu_si128((__m128i *)(void *)(dst + i / 2), _mm256_castsi256_si128(p));
+    } else {
+      _mm256_storeu_si256((__m256i *)(void *)(dst + i), b);
+    }
+  }
+  for (; i + 8 <= n; i += 8) { /* short parts (group 128: 112 + 16) and tails, 8 at a time */
+    __m256 q = _mm256_round_ps(_mm256_div_ps(ld8(x32, x16, c0 + i), vs), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    q = _mm256_min_ps(_mm256_max_ps(_mm256_add_ps(q, vz), zero), vq);
+    const __m256i c = _mm256_cvtps_epi32(q);
+    const __m256i p8 = _mm256_packus_epi16(_mm256_packus_epi32(c, c), _mm256_setzero_si256());
+    const __m128i b = _mm256_castsi256_si128(_mm256_permutevar8x32_epi32(p8, order)); /* bytes 0..7: codes 0..7 */
+    if (lo) {
+      const int32_t v = _mm_cvtsi128_si32(_mm_packus_epi16(_mm_maddubs_epi16(b, _mm256_castsi256_si128(pair)), b));
+      memcpy(dst + i / 2, &v, 4);
+    } else {
+      _mm_storel_epi64((__m128i *)(void *)(dst + i), b);
+    }
+  }
+  if (i < n) codes_generic(x32, x16, c0 + i, n - i, s, z, bits, lo, dst + (lo ? i / 2 : i));
+}
+
+RESQ_AVX2_END
+#endif
 
 /* ------------------------------------------------------------------ AVX-512 part functions */
 #if RESQ_CPU_X86
@@ -605,7 +694,11 @@ int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x
   for (int64_t p = 0; p < P; p++) {
     float mn, mx, pp[4];
     part_of(qp, p, &c0, &n, &bits, &hi);
-    minmax_generic(x32, x16, c0, n, &mn, &mx);
+#if RESQ_CPU_X86
+    if (qp->avx2) minmax_avx2(x32, x16, c0, n, &mn, &mx);
+    else
+#endif
+      minmax_generic(x32, x16, c0, n, &mn, &mx);
     if (!params(mn, mx, qp->clip, bits, pp, fail)) {
       fail->row = m;
       fail->c0 = c0;
@@ -619,12 +712,16 @@ int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x
   for (int64_t p = 0; p < P; p++) {
     part_of(qp, p, &c0, &n, &bits, &hi);
     int64_t g = qp->ppg == 2 ? p >> 1 : p;
+    uint8_t *dst = hi ? out->q_hi + m * out->ld_hi + g * qp->r : out->q_lo + m * out->ld_lo + g * qp->lo_bpg;
+#if RESQ_CPU_X86
+    if (qp->avx2) codes_avx2(x32, x16, c0, n, ps[p], pz[p], bits, !hi, dst);
+    else
+#endif
+      codes_generic(x32, x16, c0, n, ps[p], pz[p], bits, !hi, dst);
     if (hi) {
-      codes_generic(x32, x16, c0, n, ps[p], pz[p], bits, 0, out->q_hi + m * out->ld_hi + g * qp->r);
       out->scale_hi[m * G + g] = ps[p];
       out->zero_hi[m * G + g] = (int32_t)pz[p];
     } else {
-      codes_generic(x32, x16, c0, n, ps[p], pz[p], bits, 1, out->q_lo + m * out->ld_lo + g * qp->lo_bpg);
       out->scale_lo[m * G + g] = ps[p];
       out->zero_lo[m * G + g] = (int32_t)pz[p];
     }
