@@ -127,7 +127,8 @@ static void had_row_generic(const had_plan *hp, const float *x32, const uint16_t
  * (m >= 8): the signs as a sign-bit XOR (= negation), stages h = 1, 2, 4 inside
  * each vector (the partner lanes by a permute; a + b in the lower lanes,
  * a - b in the upper, so each output is the same single rounding), stages
- * h >= 8 between vectors, the scale, the hadK mix over b with the sign of
+ * 8, 16, 32 between the vectors of a 64-value chunk in registers, the rest
+ * two stages per pass over L1, the scale, the hadK mix over b with the sign of
  * each (a, c) a branch, and F16C for both conversions (RNE, exact widening). */
 #if RESQ_CPU_X86
 RESQ_AVX2_BEGIN
@@ -137,45 +138,88 @@ static inline __attribute__((always_inline)) __m256 a2_stage(__m256 v, __m256 pa
   return _mm256_blend_ps(_mm256_add_ps(v, partner), _mm256_sub_ps(partner, v), upper);
 }
 
+/* stages h = 1, 2, 4 inside one vector */
+static inline __attribute__((always_inline)) __m256 a2_intra(__m256 v) {
+  v = a2_stage(v, _mm256_permute_ps(v, 0xB1), 0xAA);         /* h = 1 */
+  v = a2_stage(v, _mm256_permute_ps(v, 0x4E), 0xCC);         /* h = 2 */
+  return a2_stage(v, _mm256_permute2f128_ps(v, v, 0x01), 0xF0); /* h = 4 */
+}
+
+/* a = v[j], b = v[j + h] -> (a + b, a - b) */
+#define A2_BF(A, B)                        \
+  do {                                     \
+    const __m256 a_ = (A), b_ = (B);       \
+    (A) = _mm256_add_ps(a_, b_);           \
+    (B) = _mm256_sub_ps(a_, b_);           \
+  } while (0)
+
 static void had_row_avx2(const had_plan *hp, const float *x32, const uint16_t *x16, float *y32, uint16_t *y16,
                          float *t, int *overflow) {
   const int64_t n = hp->n, m = hp->m;
   const int K = hp->K;
   const __m256 sbit = _mm256_set1_ps(-0.0f), inv = _mm256_set1_ps(hp->inv);
-  for (int64_t i = 0; i < n; i += 8) {
-    __m256 v = x32 ? _mm256_loadu_ps(x32 + i) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x16 + i)));
-    if (hp->signs) {
-      const __m256i s = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(hp->signs + i)));
-      v = _mm256_xor_ps(v, _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(), s)), sbit));
+  /* load, signs, then stages 1..4 in each vector and, for m >= 64, stages 8, 16, 32 between the 8
+   * vectors of each 64-value chunk, in registers */
+  const int64_t chunk = m >= 64 ? 64 : 8;
+  for (int64_t i = 0; i < n; i += chunk) {
+    __m256 v[8];
+    const int nv = (int)(chunk / 8);
+    for (int q = 0; q < nv; q++) {
+      const int64_t e = i + 8 * q;
+      v[q] = x32 ? _mm256_loadu_ps(x32 + e) : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(x16 + e)));
+      if (hp->signs) {
+        const __m256i sg = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)(hp->signs + e)));
+        v[q] = _mm256_xor_ps(v[q], _mm256_and_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_setzero_si256(), sg)), sbit));
+      }
+      v[q] = a2_intra(v[q]);
     }
-    v = a2_stage(v, _mm256_permute_ps(v, 0xB1), 0xAA);             /* h = 1 */
-    v = a2_stage(v, _mm256_permute_ps(v, 0x4E), 0xCC);             /* h = 2 */
-    v = a2_stage(v, _mm256_permute2f128_ps(v, v, 0x01), 0xF0);     /* h = 4 */
-    _mm256_storeu_ps(t + i, v);
+    if (nv == 8) {
+      A2_BF(v[0], v[1]); A2_BF(v[2], v[3]); A2_BF(v[4], v[5]); A2_BF(v[6], v[7]); /* h = 8 */
+      A2_BF(v[0], v[2]); A2_BF(v[1], v[3]); A2_BF(v[4], v[6]); A2_BF(v[5], v[7]); /* h = 16 */
+      A2_BF(v[0], v[4]); A2_BF(v[1], v[5]); A2_BF(v[2], v[6]); A2_BF(v[3], v[7]); /* h = 32 */
+    }
+    for (int q = 0; q < nv; q++) _mm256_storeu_ps(t + i + 8 * q, v[q]);
   }
+  /* the remaining stages from L1: two per pass (h and 2h on v[j], v[j+h], v[j+2h], v[j+3h], the
+   * same butterflies as two passes), one when a single stage is left */
   for (int c = 0; c < K; c++) {
     float *v = t + (int64_t)c * m;
-    for (int64_t h = 8; h < m; h <<= 1)
+    int64_t h = chunk == 64 ? 64 : 8;
+    for (; 4 * h <= m; h <<= 2)
+      for (int64_t i = 0; i < m; i += 4 * h)
+        for (int64_t j = i; j < i + h; j += 8) {
+          __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + h);
+          __m256 c2 = _mm256_loadu_ps(v + j + 2 * h), d = _mm256_loadu_ps(v + j + 3 * h);
+          A2_BF(a, b); A2_BF(c2, d); /* stage h */
+          A2_BF(a, c2); A2_BF(b, d); /* stage 2h */
+          _mm256_storeu_ps(v + j, a), _mm256_storeu_ps(v + j + h, b);
+          _mm256_storeu_ps(v + j + 2 * h, c2), _mm256_storeu_ps(v + j + 3 * h, d);
+        }
+    if (h < m)
       for (int64_t i = 0; i < m; i += 2 * h)
         for (int64_t j = i; j < i + h; j += 8) {
-          const __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + h);
-          _mm256_storeu_ps(v + j, _mm256_add_ps(a, b));
-          _mm256_storeu_ps(v + j + h, _mm256_sub_ps(a, b));
+          __m256 a = _mm256_loadu_ps(v + j), b = _mm256_loadu_ps(v + j + h);
+          A2_BF(a, b);
+          _mm256_storeu_ps(v + j, a), _mm256_storeu_ps(v + j + h, b);
         }
   }
-  for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(t + i, _mm256_mul_ps(_mm256_loadu_ps(t + i), inv));
+  if (K > 1)
+    for (int64_t i = 0; i < n; i += 8) _mm256_storeu_ps(t + i, _mm256_mul_ps(_mm256_loadu_ps(t + i), inv));
   const __m128i em = _mm_set1_epi16(0x7c00);
   __m128i bad = _mm_setzero_si128();
   for (int a = 0; a < K; a++)
     for (int64_t b = 0; b < m; b += 8) {
-      __m256 acc = _mm256_loadu_ps(t + b);
+      __m256 acc;
       if (K > 1) {
         const uint8_t *neg = hp->neg + a * K;
+        acc = _mm256_loadu_ps(t + b);
         if (neg[0]) acc = _mm256_xor_ps(acc, sbit);
         for (int c = 1; c < K; c++) {
           const __m256 v = _mm256_loadu_ps(t + (int64_t)c * m + b);
           acc = neg[c] ? _mm256_sub_ps(acc, v) : _mm256_add_ps(acc, v);
         }
+      } else {
+        acc = _mm256_mul_ps(_mm256_loadu_ps(t + b), inv); /* K = 1: the scale, then straight out */
       }
       const int64_t i = (int64_t)a * m + b;
       if (y32) {
@@ -188,6 +232,7 @@ static void had_row_avx2(const had_plan *hp, const float *x32, const uint16_t *x
     }
   if (_mm_movemask_epi8(bad)) *overflow = 1;
 }
+#undef A2_BF
 
 RESQ_AVX2_END
 #endif /* RESQ_CPU_X86 */
