@@ -1,0 +1,5 @@
+set title "Roofline: measured read bandwidth 16.65 GB/s and instruction ceilings (2MNK/t vs 2MNK / bytes moved)"
+set logscale xy; set grid; set key bottom right font ",8" opaque
+set xlabel "arithmetic intensity (ops per byte of weights + activations + output)"; set ylabel "GOPS"
+set xrange [0.2497:10664]
+plot "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_1.dat" u 1:2 w p lc 1 pt 7 ps 1.2 t "gemm_u8s8_f32__onednn", "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_2.dat" u 1:2 w p lc 2 pt 9 ps 1.2 t "gemm_q4q8_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_3.dat" u 1:2 w p lc 3 pt 11 ps 1.2 t "gemm_q4q8_grouped_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_4.dat" u 1:2 w p lc 4 pt 5 ps 1.2 t "gemm_q4_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_5.dat" u 1:2 w p lc 5 pt 7 ps 1.2 t "gemm_f32__openblas", "/work/main/reports/2026-12-02-epyc-zen3-2vcpu/charts/data/roofline_6.dat" u 1:2 w p lc 6 pt 9 ps 1.2 t "gemv_f32__openblas"
