@@ -41,7 +41,8 @@ done
 # ------------------------------------------------------------------ the mutants
 # NAME~~Q or F (quick set or full only)~~FILE~~ctest regex of its stage~~FROM~~TO
 # FROM is a literal string that must occur exactly once in FILE; TO replaces it.
-# A mutant tagged avx512 in its name is skipped (reported) on a CPU without AVX-512 VNNI.
+# A mutant tagged avx512 in its name is skipped (reported) on a CPU without AVX-512 VNNI, one
+# tagged amx on a CPU without AMX-TILE/AMX-INT8.
 MUTANTS=$(cat <<'EOF'
 quant_round_half_away~~Q~~ref/src/resq_quant_act_f32_q4q8__ref.c~~quant~~    c = nearbyintf(x / q->s) + q->z;~~    c = roundf(x / q->s) + q->z;
 nibble_pack_off_by_one~~Q~~ref/src/resq_quant_act_f32_q4q8__ref.c~~quant~~dst[i / 2] |= (uint8_t)(i % 2 == 0 ? c : c << 4);~~dst[i / 2] |= (uint8_t)((i + 1) % 2 == 0 ? c : c << 4);
@@ -50,6 +51,8 @@ hadamard_wrong_scale~~Q~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~  return (f
 gptq_skip_error_feedback~~Q~~ref/src/resq_gptq_f64__ref.c~~gptq~~        axpy_sub(i2 - c - 1, e, Uc + c + 1, wr + c + 1);~~        (void)Uc;
 cpu_gemm_drop_zero_point_avx512~~Q~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~__m512 f0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(v0, _mm512_mullo_epi32(z, su0)));~~__m512 f0 = _mm512_cvtepi32_ps(v0);
 cpu_hadamard_stream_tail_dropped_avx512~~Q~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~    for (; i + 32 <= n; i += 32) _mm512_stream_si512(~~    for (; i + 64 <= n; i += 32) _mm512_stream_si512(
+cpu_gemm_lo_high_nibble_unsigned_amx~~Q~~cpu/src/resq_gemm_q4q8_f16__cpu_amx.c~~gemm~~v1 = _mm512_sub_epi8(_mm512_xor_si512(_mm512_and_si512(_mm512_srli_epi16(v, 4), m4), c8), c8);~~v1 = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+cpu_gemm_c_tiles_not_reloaded_amx~~F~~cpu/src/resq_gemm_q4q8_f16__cpu_amx.c~~gemm~~              if (k0 == 0) {~~              if (1) {
 cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
@@ -70,6 +73,8 @@ fi
 
 have_avx512=0
 grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null && have_avx512=1
+have_amx=0
+grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && grep -qw amx_tile /proc/cpuinfo && [ "$have_avx512" = 1 ] && have_amx=1
 
 # ------------------------------------------------------------------ the scratch copy
 SCR=$(mktemp -d "${TMPDIR:-/tmp}/resq-mutation.XXXXXX")
@@ -143,6 +148,11 @@ while IFS= read -r line; do
   if [ -z "$ONLY" ] && [ "$MODE" = quick ] && [ "$set" != Q ]; then continue; fi
   if [[ "$name" == *avx512* ]] && [ "$have_avx512" = 0 ]; then
     echo "  SKIP     $name: this CPU has no AVX-512 VNNI (the mutated path does not run)"
+    skipped=$((skipped + 1))
+    continue
+  fi
+  if [[ "$name" == *amx* ]] && [ "$have_amx" = 0 ]; then
+    echo "  SKIP     $name: this CPU has no AMX-TILE/AMX-INT8 (the mutated path does not run)"
     skipped=$((skipped + 1))
     continue
   fi

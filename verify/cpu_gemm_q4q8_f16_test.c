@@ -32,14 +32,36 @@
 static const uint32_t CANARY32 = 0x7fc0deadu;
 static const uint16_t CANARY16 = 0xdeadu;
 
-static int g_isas[3], g_nisa;
+static int g_isas[5], g_amx_all[5], g_nisa;
 
-/* every path this CPU can run: portable C, the AVX2 kernel (vpmaddubsw; also on AVX-512 CPUs), AVX-512 VNNI */
+/* every path this CPU can run: portable C, the AVX2 kernel (vpmaddubsw; also on AVX-512 CPUs), AVX-512 VNNI,
+ * and on AMX CPUs the AMX level twice: with its threshold (M >= RESQ_CPU_AMX_MIN_M on tiles, smaller M on
+ * vpdpbusd) and with RESQ_CPU_GEMM_AMX_MIN_M=1, so every shape below (M = 1 included) also runs on tiles */
 static void setup_isas(void) {
   g_nisa = 0;
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AMX)) {
+    g_isas[g_nisa++] = RESQ_CPU_ISA_AMX;
+    g_amx_all[g_nisa] = 1;
+    g_isas[g_nisa++] = RESQ_CPU_ISA_AMX;
+  } else {
+    printf("  cpu: no AMX level here (AMX-TILE/INT8 absent or tile state not granted): its kernel is not run\n");
+  }
+}
+
+/* Select path i; its name for messages. */
+static const char *set_path(int i) {
+  resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+  if (g_amx_all[i]) setenv("RESQ_CPU_GEMM_AMX_MIN_M", "1", 1);
+  else unsetenv("RESQ_CPU_GEMM_AMX_MIN_M");
+  return g_amx_all[i] ? "avx512-amx (tiles at every M)" : resq_cpu_isa_name(resq_cpu_get_isa());
+}
+
+static void reset_path(void) {
+  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  unsetenv("RESQ_CPU_GEMM_AMX_MIN_M");
 }
 
 typedef struct {
@@ -198,27 +220,35 @@ static void check_problem(prob *P, resq_rng *r, int with_bias, int variants) {
   RC_CHECK(resq_gemm_q4q8_f16__ref(&P->p, M, &P->x, &P->w, bias, r16, N) == RESQ_OK, "ref f16: %s", resq_last_error());
   RC_CHECK(resq_gemm_q4q8_f32__ref(&P->p, M, &P->x, &P->w, bias, r32, N) == RESQ_OK, "ref f32: %s", resq_last_error());
   for (int i = 0; i < g_nisa; i++) {
-    resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
-    char tag[96];
-    snprintf(tag, sizeof tag, "%s%s", resq_cpu_isa_name(resq_cpu_get_isa()), with_bias ? " bias" : "");
+    const char *path = set_path(i);
+    char tag[128];
+    snprintf(tag, sizeof tag, "%s%s", path, with_bias ? " bias" : "");
     compare_run(P, bias, with_bias ? 3 : 0, r16, r32, tag);
     if (variants) {
       resq_cpu_set_threads(3); /* more threads than cores: uneven splits */
-      snprintf(tag, sizeof tag, "%s 3 threads", resq_cpu_isa_name(resq_cpu_get_isa()));
+      snprintf(tag, sizeof tag, "%s 3 threads", path);
       compare_run(P, bias, 1, r16, r32, tag);
       resq_cpu_set_threads(1);
       setenv("RESQ_CPU_GEMM_KC", "3", 1); /* K blocks of 12 columns: terms cut across blocks */
       setenv("RESQ_CPU_GEMM_MCT", "2", 1);
       setenv("RESQ_CPU_GEMM_NCP", "3", 1);
-      snprintf(tag, sizeof tag, "%s 1 thread, small blocks", resq_cpu_isa_name(resq_cpu_get_isa()));
+      /* AMX: one panel per block, K chunks of 64 columns, M chunks of 32 rows: every chunk boundary
+       * (C tiles stored and reloaded, B unpacked again, a second M chunk) is crossed */
+      setenv("RESQ_CPU_AMX_NB", "1", 1);
+      setenv("RESQ_CPU_AMX_KC", "64", 1);
+      setenv("RESQ_CPU_AMX_MC", "32", 1);
+      snprintf(tag, sizeof tag, "%s 1 thread, small blocks", path);
       compare_run(P, bias, 0, r16, r32, tag);
       unsetenv("RESQ_CPU_GEMM_KC");
       unsetenv("RESQ_CPU_GEMM_MCT");
       unsetenv("RESQ_CPU_GEMM_NCP");
+      unsetenv("RESQ_CPU_AMX_NB");
+      unsetenv("RESQ_CPU_AMX_KC");
+      unsetenv("RESQ_CPU_AMX_MC");
       resq_cpu_set_threads(0);
     }
   }
-  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  reset_path();
   free(bias), free(r16), free(r32);
 }
 
@@ -412,7 +442,7 @@ static void case_f16_rounding(void) {
   static const uint32_t highs[] = {0x000, 0x001, 0x155, 0x2aa, 0x3fe, 0x3ff};
   long bad = 0, total = 0;
   for (int i = 0; i < g_nisa; i++) {
-    resq_cpu_set_isa((resq_cpu_isa)g_isas[i]);
+    const char *path = set_path(i);
     int64_t fill = 0;
     for (uint32_t sign = 0; sign < 2; sign++)
       for (uint32_t e = 0; e < 255; e++) /* every finite exponent (subnormals included) */
@@ -425,7 +455,7 @@ static void case_f16_rounding(void) {
               for (int64_t n = 0; n < N; n++) {
                 want[n] = resq_f32_to_f16(0.0f + bias[n]);
                 if (y[n] != want[n] && bad++ < 3)
-                  printf("  %s: f16(%a) = 0x%04x, want 0x%04x\n", resq_cpu_isa_name(resq_cpu_get_isa()),
+                  printf("  %s: f16(%a) = 0x%04x, want 0x%04x\n", path,
                          (double)bias[n], y[n], want[n]);
               }
               total += N;
@@ -433,7 +463,7 @@ static void case_f16_rounding(void) {
             }
           }
   }
-  resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
+  reset_path();
   printf("  %ld values rounded\n", total);
   RC_CHECK(bad == 0 && total > 0, "%ld of %ld f16 roundings differ from resq_f32_to_f16", bad, total);
   free(bias), free(y), free(want);
@@ -537,6 +567,10 @@ static void case_bad_args(void) {
   /* zero-size problems succeed and write nothing */
   RC_CHECK(resq_gemm_q4q8_f32__cpu(&P.p, 0, &P.x, &P.wc, NULL, NULL, 3) == RESQ_OK, "M = 0");
   RC_CHECK(resq_cpu_set_isa((resq_cpu_isa)7) == RESQ_ERR_INVALID_ARG, "unknown ISA refused");
+  for (int isa = RESQ_CPU_ISA_AVX512; isa <= RESQ_CPU_ISA_AMX; isa++)
+    if (!resq_cpu_isa_available((resq_cpu_isa)isa))
+      RC_CHECK(resq_cpu_set_isa((resq_cpu_isa)isa) == RESQ_ERR_UNSUPPORTED && (int)resq_cpu_get_isa() != isa,
+               "ISA %s refused where the CPU lacks it", resq_cpu_isa_name((resq_cpu_isa)isa));
   free(buf);
   prob_free(&P);
 }

@@ -16,6 +16,7 @@
  *    Haar key basis for K8: the CPU form must match the reference on any
  *    prepared layer, which is what makes this a test of the CPU code;
  *  - argument errors: status codes as documented, outputs untouched. */
+#define _POSIX_C_SOURCE 200112L /* setenv */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,7 @@
 #include "resq/rng.h"
 #include "resq_check.h"
 
-static int g_isas[3], g_nisa;
+static int g_isas[4], g_nisa;
 
 /* ------------------------------------------------------------------ a prepared layer from reference parts */
 
@@ -285,6 +286,12 @@ int main(int argc, char **argv) {
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2; /* its own mixed GEMM */
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  /* AMX: every projection on tiles (the cases have T <= 41, below RESQ_CPU_AMX_MIN_M; the variable is
+   * read only by the AMX level's GEMM, so the other paths are unchanged) */
+  if (resq_cpu_isa_available(RESQ_CPU_ISA_AMX)) {
+    g_isas[g_nisa++] = RESQ_CPU_ISA_AMX;
+    setenv("RESQ_CPU_GEMM_AMX_MIN_M", "1", 1);
+  }
   case_q4q8();
   case_fp16();
   case_errors();

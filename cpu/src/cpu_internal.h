@@ -23,12 +23,31 @@
  * kernels multiply and add separately like the reference, -ffp-contract=off. */
 #define RESQ_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c,bmi,bmi2\")")
 #define RESQ_AVX2_END _Pragma("GCC pop_options")
+/* The AMX level's kernels (resq_cpu_active_isa() == RESQ_CPU_ISA_AMX only). */
+#define RESQ_AMX_BEGIN                                                                                        \
+  _Pragma("GCC push_options")                                                                                \
+      _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2,amx-tile,amx-int8\")")
+#define RESQ_AMX_END _Pragma("GCC pop_options")
 #else
 #define RESQ_CPU_X86 0
 #endif
 
 /* The ISA to use for the call being made (reads RESQ_CPU_ISA once). */
 resq_cpu_isa resq_cpu_active_isa(void);
+/* 1 when the active ISA runs the AVX-512 kernels (RESQ_CPU_ISA_AVX512, or
+ * RESQ_CPU_ISA_AMX, which differs from it only in the mixed GEMM's prefill). */
+int resq_cpu_avx512_active(void);
+
+#if RESQ_CPU_X86
+/* len lo codes (two per byte, low nibble first) -> one byte each; returns their sum
+ * (AVX-512 level; resq_gemm_q4q8_f16__cpu.c). */
+int32_t resq_cpu_unpack_lo_avx512(const uint8_t *src, int64_t len, uint8_t *d);
+/* The AMX level's mixed GEMM for one group (ngroups == 1), arguments already checked
+ * (resq_gemm_q4q8_f16__cpu_amx.c). */
+resq_status resq_cpu_gemm_q4q8_amx(const resq_qact_params *p, const resq_qact_layout *L, int64_t M,
+                                   const resq_qact *x, const resq_qweight_cpu *w, const float *bias, float *yf,
+                                   uint16_t *yh, int64_t ldy);
+#endif
 
 /* ---- thread pool ----
  * resq_cpu_parallel runs fn(arg, tid, nthreads) on nthreads threads (tid 0 is

@@ -164,7 +164,7 @@ RESQ_AVX512_END
 
 static int use_avx512(void) {
 #if RESQ_CPU_X86
-  return resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
+  return resq_cpu_avx512_active();
 #else
   return 0;
 #endif

@@ -13,6 +13,11 @@
 
 #include "cpu_internal.h"
 
+#if defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
+
 #if RESQ_CPU_X86
 #include <cpuid.h>
 #include <immintrin.h>
@@ -37,6 +42,24 @@ static unsigned long long xgetbv0(void) {
 #endif
 
 static int g_has_avx2; /* the AVX2 level is usable (also on every AVX-512 CPU we accept) */
+static int g_has_amx;  /* the AMX level is usable: AVX-512 level + AMX-TILE/INT8, state enabled, permission granted */
+
+/* AMX tile data (XCR0 bit 18) is an "extended feature" that Linux enables per
+ * process on request (Documentation/arch/x86/xstate.rst): without
+ * arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) the first tile
+ * instruction dies with SIGILL. The grant is for the whole process (every
+ * thread, present and future), so asking once at detection is enough. */
+static int amx_permitted(void) {
+#if defined(__linux__) && defined(SYS_arch_prctl)
+  enum { ARCH_GET_XCOMP_PERM = 0x1022, ARCH_REQ_XCOMP_PERM = 0x1023, XFEATURE_XTILEDATA = 18 };
+  unsigned long bits = 0;
+  if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0) return 0;
+  if (syscall(SYS_arch_prctl, ARCH_GET_XCOMP_PERM, &bits) != 0) return 0;
+  return (bits >> XFEATURE_XTILEDATA) & 1;
+#else
+  return 0;
+#endif
+}
 
 static resq_cpu_isa detect(void) {
 #if RESQ_CPU_X86
@@ -49,12 +72,17 @@ static resq_cpu_isa detect(void) {
   if ((xcr0 & 0x6) != 0x6) return RESQ_CPU_ISA_GENERIC;
   if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return RESQ_CPU_ISA_GENERIC;
   int avx2 = (b >> 5) & 1, bmi1 = (b >> 3) & 1, bmi2 = (b >> 8) & 1, f = (b >> 16) & 1, dq = (b >> 17) & 1,
-      bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1;
+      bw = (b >> 30) & 1, vl = (b >> 31) & 1, vnni = (c >> 11) & 1, amx_tile = (d >> 24) & 1, amx_int8 = (d >> 25) & 1;
   if (!(avx2 && fma && bmi1 && bmi2)) return RESQ_CPU_ISA_GENERIC;
   g_has_avx2 = 1;
   /* opmask(5), ZMM_Hi256(6), Hi16_ZMM(7) saved too */
-  if ((xcr0 & 0xe6) == 0xe6 && f && dq && bw && vl && vnni) return RESQ_CPU_ISA_AVX512;
-  return RESQ_CPU_ISA_AVX2;
+  if (!((xcr0 & 0xe6) == 0xe6 && f && dq && bw && vl && vnni)) return RESQ_CPU_ISA_AVX2;
+  /* XTILECFG(17) and XTILEDATA(18) in XCR0: the OS supports tile state; then ask for it */
+  if (amx_tile && amx_int8 && ((xcr0 >> 17) & 3) == 3 && amx_permitted()) {
+    g_has_amx = 1;
+    return RESQ_CPU_ISA_AMX;
+  }
+  return RESQ_CPU_ISA_AVX512;
 #endif
   return RESQ_CPU_ISA_GENERIC;
 }
@@ -74,7 +102,8 @@ static void init_once(void) {
   const char *e = getenv("RESQ_CPU_ISA");
   if (e && strcmp(e, "generic") == 0) isa = RESQ_CPU_ISA_GENERIC;
   if (e && strcmp(e, "avx2") == 0 && g_has_avx2) isa = RESQ_CPU_ISA_AVX2;
-  /* "avx512" or "auto": detection decides (never force an ISA the CPU lacks) */
+  if (e && strcmp(e, "avx512") == 0 && g_detected == RESQ_CPU_ISA_AMX) isa = RESQ_CPU_ISA_AVX512;
+  /* "amx" or "auto" (or a level the CPU lacks): detection decides (never force an ISA the CPU lacks) */
   atomic_store(&g_isa, isa);
   int n = affinity_cpus();
   const char *t = getenv("RESQ_CPU_THREADS");
@@ -96,13 +125,19 @@ resq_cpu_isa resq_cpu_active_isa(void) {
 
 resq_cpu_isa resq_cpu_get_isa(void) { return resq_cpu_active_isa(); }
 
+int resq_cpu_avx512_active(void) {
+  const resq_cpu_isa isa = resq_cpu_active_isa();
+  return isa == RESQ_CPU_ISA_AVX512 || isa == RESQ_CPU_ISA_AMX;
+}
+
 int resq_cpu_isa_available(resq_cpu_isa isa) {
   pthread_once(&g_once, init_once);
   switch (isa) {
     case RESQ_CPU_ISA_AUTO:
     case RESQ_CPU_ISA_GENERIC: return 1;
     case RESQ_CPU_ISA_AVX2: return g_has_avx2;
-    case RESQ_CPU_ISA_AVX512: return g_detected == RESQ_CPU_ISA_AVX512;
+    case RESQ_CPU_ISA_AVX512: return g_detected == RESQ_CPU_ISA_AVX512 || g_has_amx;
+    case RESQ_CPU_ISA_AMX: return g_has_amx;
   }
   return 0;
 }
@@ -113,9 +148,16 @@ resq_status resq_cpu_set_isa(resq_cpu_isa isa) {
     case RESQ_CPU_ISA_AUTO: atomic_store(&g_isa, g_detected); return RESQ_OK;
     case RESQ_CPU_ISA_GENERIC: atomic_store(&g_isa, RESQ_CPU_ISA_GENERIC); return RESQ_OK;
     case RESQ_CPU_ISA_AVX512:
-      if (g_detected != RESQ_CPU_ISA_AVX512)
+      if (!resq_cpu_isa_available(RESQ_CPU_ISA_AVX512))
         return resq_fail(RESQ_ERR_UNSUPPORTED, "cpu: this CPU lacks AVX-512 F/BW/VL/VNNI (or the OS does not save ZMM state)");
       atomic_store(&g_isa, RESQ_CPU_ISA_AVX512);
+      return RESQ_OK;
+    case RESQ_CPU_ISA_AMX:
+      if (!g_has_amx)
+        return resq_fail(RESQ_ERR_UNSUPPORTED,
+                         "cpu: this CPU lacks AMX-TILE/AMX-INT8 with the AVX-512 level (or the OS does not enable tile "
+                         "state for this process)");
+      atomic_store(&g_isa, RESQ_CPU_ISA_AMX);
       return RESQ_OK;
     case RESQ_CPU_ISA_AVX2:
       if (!g_has_avx2)
@@ -132,6 +174,7 @@ const char *resq_cpu_isa_name(resq_cpu_isa isa) {
     case RESQ_CPU_ISA_GENERIC: return "generic";
     case RESQ_CPU_ISA_AVX512: return "avx512-vnni";
     case RESQ_CPU_ISA_AVX2: return "avx2";
+    case RESQ_CPU_ISA_AMX: return "avx512-amx";
   }
   return "unknown";
 }

@@ -454,7 +454,7 @@ static resq_status gemm_f16_cpu(int64_t M, const uint16_t *x, int64_t ldx, const
   P.bias = bias, P.yf = yf, P.yh = yh;
   P.decode = P.ntiles <= 2;
 #if RESQ_CPU_X86
-  P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
+  P.avx512 = resq_cpu_avx512_active();
   P.avx2 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2;
   P.fk = P.avx512 ? fk_avx512 : P.avx2 ? fk_avx2 : fk_generic;
 #else

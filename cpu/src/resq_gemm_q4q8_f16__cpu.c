@@ -499,7 +499,7 @@ static inline __attribute__((always_inline)) void mk_avx512_t(const mk_args *a, 
 }
 
 /* len lo codes (two per byte, low nibble first) -> one byte each; returns their sum */
-static int32_t unpack_lo_avx512(const uint8_t *src, int64_t len, uint8_t *d) {
+int32_t resq_cpu_unpack_lo_avx512(const uint8_t *src, int64_t len, uint8_t *d) {
   const __m512i m4 = _mm512_set1_epi16(0x000F);
   __m512i acc = _mm512_setzero_si512();
   int64_t i = 0;
@@ -637,7 +637,7 @@ static void unpack_row(const plan *P, int64_t m, uint8_t *dst) {
       int32_t sum = 0;
 #if RESQ_CPU_X86
       if (P->avx512) {
-        sum = unpack_lo_avx512(src, len, d);
+        sum = resq_cpu_unpack_lo_avx512(src, len, d);
       } else
 #endif
       {
@@ -816,6 +816,12 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   if (!st) st = check_args(p, &L, M, x, w, bias, yf ? (const void *)yf : (const void *)yh, ldy);
   if (st) return st;
   if (M == 0 || w->N == 0) return RESQ_OK;
+#if RESQ_CPU_X86
+  /* the AMX level: prefill of the per-token split on tiles (resq_gemm_q4q8_f16__cpu_amx.c) */
+  if (resq_cpu_active_isa() == RESQ_CPU_ISA_AMX && L.ngroups == 1 &&
+      M >= resq_cpu_env_i64("RESQ_CPU_GEMM_AMX_MIN_M", RESQ_CPU_AMX_MIN_M, 1))
+    return resq_cpu_gemm_q4q8_amx(p, &L, M, x, w, bias, yf, yh, ldy);
+#endif
 
   plan P;
   memset(&P, 0, sizeof P);
@@ -906,7 +912,7 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   P.decode = decode;
   P.pf = resq_cpu_env_i64("RESQ_CPU_GEMM_PF", PF_DIST, 0);
 #if RESQ_CPU_X86
-  P.avx512 = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
+  P.avx512 = resq_cpu_avx512_active();
   P.mk = P.avx512 ? mk_avx512 : resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2 ? mk_avx2 : mk_generic;
 #else
   P.mk = mk_generic;

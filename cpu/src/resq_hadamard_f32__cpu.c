@@ -741,7 +741,7 @@ static resq_status hadamard(int64_t rows, int64_t n, const float *x32, const uin
   resq_cpu_lock();
   had_job J;
   memset(&J, 0, sizeof J);
-  st = resq_cpu_had_plan(n, signs, resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512, &J.hp);
+  st = resq_cpu_had_plan(n, signs, resq_cpu_avx512_active(), &J.hp);
   if (st) {
     resq_cpu_unlock();
     return st;

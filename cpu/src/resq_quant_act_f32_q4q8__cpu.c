@@ -828,7 +828,7 @@ static resq_status quantize(const resq_qact_params *p, int64_t M, const float *x
       return resq_fail(RESQ_ERR_INVALID_ARG, "hadamard: signs[%lld] = %d (must be +1 or -1)", (long long)bad, signs[bad]);
   }
   if (M == 0) return RESQ_OK;
-  const int avx = resq_cpu_active_isa() == RESQ_CPU_ISA_AVX512;
+  const int avx = resq_cpu_avx512_active();
   resq_cpu_lock();
   quant_job J;
   memset(&J, 0, sizeof J);

@@ -28,10 +28,13 @@
  *    plus workers); calls from several application threads are serialized.
  *
  * Dispatch: the AVX-512 kernels run when CPUID reports AVX512F, AVX512BW,
- * AVX512VL and AVX512_VNNI and the OS saves ZMM state; else, with AVX2, FMA,
+ * AVX512VL and AVX512_VNNI and the OS saves ZMM state (and, when CPUID also
+ * reports AMX-TILE and AMX-INT8, XCR0 enables tile state and Linux grants it
+ * to the process -- arch_prctl(ARCH_REQ_XCOMP_PERM), asked once at the first
+ * call -- the AMX level: the same kernels plus an AMX prefill GEMM); else, with AVX2, FMA,
  * F16C and BMI2 (and YMM state), the AVX2 level (its own mixed and FP16 GEMM
  * kernels, portable C for the rest); otherwise the portable C kernels (same layout,
- * same bits everywhere). RESQ_CPU_ISA=generic|avx2|avx512|auto in the
+ * same bits everywhere). RESQ_CPU_ISA=generic|avx2|avx512|amx|auto in the
  * environment (read once, at the first call) or resq_cpu_set_isa() force a path;
  * RESQ_CPU_THREADS=<n> or resq_cpu_set_threads() set the thread count.
  * The header is plain C. */
@@ -58,11 +61,19 @@ typedef enum resq_cpu_isa {
   RESQ_CPU_ISA_AUTO = 0,    /* the best the CPU supports */
   RESQ_CPU_ISA_GENERIC = 1, /* portable C (auto-vectorized), any CPU */
   RESQ_CPU_ISA_AVX512 = 2,  /* AVX-512 F/BW/VL + VNNI (vpdpbusd) */
-  RESQ_CPU_ISA_AVX2 = 3     /* AVX2 + FMA + F16C + BMI2, no VNNI (Zen 2/3, Haswell..Skylake client):
+  RESQ_CPU_ISA_AVX2 = 3,    /* AVX2 + FMA + F16C + BMI2, no VNNI (Zen 2/3, Haswell..Skylake client):
                                the mixed GEMM (vpmaddubsw, exact int16 partial sums) and the FP16
                                GEMM (8-wide FMA chains) have their own kernels; the other stages
                                run their portable C there */
+  RESQ_CPU_ISA_AMX = 4      /* the AVX-512 level plus AMX-TILE/AMX-INT8 (Sapphire Rapids and later, with
+                               Linux granting tile state): the mixed GEMM's prefill (per-token split,
+                               M >= RESQ_CPU_AMX_MIN_M) runs on tdpbusd tiles; everything else as AVX512 */
 } resq_cpu_isa;
+
+/* The smallest M for which the AMX level's mixed GEMM uses tiles (below it the
+ * vpdpbusd kernel streams the 4-bit weight directly; RESQ_CPU_GEMM_AMX_MIN_M
+ * in the environment overrides, per call). */
+#define RESQ_CPU_AMX_MIN_M 64
 
 /* Best ISA this CPU (and OS) supports. */
 resq_cpu_isa resq_cpu_detect(void);
@@ -71,9 +82,9 @@ resq_cpu_isa resq_cpu_detect(void);
 resq_status resq_cpu_set_isa(resq_cpu_isa isa);
 /* The ISA the next call will use (never AUTO). */
 resq_cpu_isa resq_cpu_get_isa(void);
-const char *resq_cpu_isa_name(resq_cpu_isa isa); /* "auto", "generic", "avx2", "avx512-vnni" */
+const char *resq_cpu_isa_name(resq_cpu_isa isa); /* "auto", "generic", "avx2", "avx512-vnni", "avx512-amx" */
 /* 1 when resq_cpu_set_isa(isa) would succeed on this CPU (AVX2 is available on
- * every CPU that has the AVX-512 level) */
+ * every CPU that has the AVX-512 level, AVX512 on every CPU that has AMX) */
 int resq_cpu_isa_available(resq_cpu_isa isa);
 /* Threads used per call (0: default = CPUs in the process affinity mask, at most 64). */
 resq_status resq_cpu_set_threads(int n);
