@@ -1040,7 +1040,7 @@ int main(int argc, char **argv) {
   g_prog = argv[0];
   const char *isa = rc_arg("isa"), *th = rc_arg("threads"), *mp = rc_arg("metrics"), *hp = rc_arg("hash");
   if (!isa || strcmp(isa, "generic") == 0) g_isa[g_nisa++] = RESQ_CPU_ISA_GENERIC;
-  if ((!isa || strcmp(isa, "avx512") == 0) && resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isa[g_nisa++] = RESQ_CPU_ISA_AVX512;
+  if ((!isa || strcmp(isa, "avx512") == 0) && resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isa[g_nisa++] = RESQ_CPU_ISA_AVX512;
   if (isa && strcmp(isa, "generic") && strcmp(isa, "avx512")) {
     printf("unknown --isa %s (generic or avx512)\n", isa);
     return 2;

@@ -1188,7 +1188,7 @@ int main(int argc, char **argv) {
   const char *isa = rc_arg("isa");
   if (!isa || strcmp(isa, "generic") == 0) g_isa[g_nisa++] = RESQ_CPU_ISA_GENERIC;
   if (!isa || strcmp(isa, "avx512") == 0) {
-    if (resq_cpu_detect() == RESQ_CPU_ISA_AVX512) g_isa[g_nisa++] = RESQ_CPU_ISA_AVX512;
+    if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isa[g_nisa++] = RESQ_CPU_ISA_AVX512;
     else if (isa) printf("  this CPU has no AVX-512 VNNI: --isa avx512 runs nothing\n");
   }
   if (isa && g_nisa == 0 && strcmp(isa, "avx512") != 0) {
