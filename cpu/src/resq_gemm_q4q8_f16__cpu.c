@@ -904,10 +904,16 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   if (P.split_panels && P.npanels < nt) nt = (int)P.npanels;
   if (!P.split_panels && P.ntiles < nt) nt = (int)P.ntiles;
   if (nt < 1) nt = 1;
-  /* prefill: 8 panels share each M block of activation tiles (in L2); against 4, alternating calls
-   * measured +0.2-9 % on Llama shapes (M = 256..2048; N = 1024..14336; K = 4096, 14336), slower on none */
+  /* prefill: 8 panels share each M block of activation tiles; against 4, alternating calls
+   * measured +0.2-9 % on Llama shapes (M = 256..2048; N = 1024..14336; K = 4096, 14336), slower on none
+   * (Emerald Rapids guest). An M block is 2 tiles: per panel, the two tiles' activation segments
+   * (2 x 12 rows x KC 256 steps x 4 B = 24 KiB) and the panel's lo weight segment (16 KiB) fit a
+   * 48 KiB L1D, so the 12 broadcasts per step hit L1; with 8 tiles (96 KiB of activations) they came
+   * from L2. Measured on a Zen 5 guest (2 threads, best of 3 x 0.7 s, two alternated rounds):
+   * M = 2048 4096x4096 1.38-1.47 -> 1.53-1.54 TOPS, 1024x4096 1.34-1.51 -> 1.49-1.53,
+   * 4096x14336 1.37-1.47 -> 1.53-1.55; M = 256 within the noise (1.48-1.60 vs 1.55-1.60). */
   P.ncp = decode ? 1 : resq_cpu_env_i64("RESQ_CPU_GEMM_NCP", 8, 1);
-  P.mct = decode ? P.ntiles : resq_cpu_env_i64("RESQ_CPU_GEMM_MCT", 8, 1);
+  P.mct = decode ? P.ntiles : resq_cpu_env_i64("RESQ_CPU_GEMM_MCT", 2, 1);
   P.slots = P.ncp * P.mct;
   P.decode = decode;
   P.pf = resq_cpu_env_i64("RESQ_CPU_GEMM_PF", PF_DIST, 0);
