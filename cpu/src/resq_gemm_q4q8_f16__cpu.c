@@ -852,7 +852,11 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   P.trem = M % P.ntiles;
   const int nt_max = resq_cpu_get_threads();
   const int decode = P.ntiles <= 2;
-  const int64_t kc = decode ? SEG_MAX_STEPS : resq_cpu_env_i64("RESQ_CPU_GEMM_KC", 256, 1);
+  /* prefill segments of 512 steps (2048 columns): against 256, half the epilogues (the int32 and fp32
+   * state of 12 x 32 outputs loaded and stored per segment); paired A/B calls on the Zen 5 guest
+   * (resq_cpu_gemm_timing --ab RESQ_CPU_GEMM_KC=512, 2 passes x 4 rounds): 1.000-1.046x over M = 64,
+   * 256, 2048 on the four Llama-3-8B shapes, median 1.02, slower on none */
+  const int64_t kc = decode ? SEG_MAX_STEPS : resq_cpu_env_i64("RESQ_CPU_GEMM_KC", 512, 1);
   int T = (int)(P.G * ((P.lpg > 0) + (P.r > 0)));
   int64_t lo_steps = w->lo_pad / 4, hi_steps = w->hi_pad / 4;
   int64_t maxseg = 0;
@@ -906,12 +910,14 @@ static resq_status gemm(const resq_qact_params *p, int64_t M, const resq_qact *x
   if (nt < 1) nt = 1;
   /* prefill: 8 panels share each M block of activation tiles; against 4, alternating calls
    * measured +0.2-9 % on Llama shapes (M = 256..2048; N = 1024..14336; K = 4096, 14336), slower on none
-   * (Emerald Rapids guest). An M block is 2 tiles: per panel, the two tiles' activation segments
-   * (2 x 12 rows x KC 256 steps x 4 B = 24 KiB) and the panel's lo weight segment (16 KiB) fit a
+   * (Emerald Rapids guest). An M block is 2 tiles: with KC = 256 the two tiles' activation segments
+   * (2 x 12 rows x 256 steps x 4 B = 24 KiB) and the panel's lo weight segment (16 KiB) fit a
    * 48 KiB L1D, so the 12 broadcasts per step hit L1; with 8 tiles (96 KiB of activations) they came
-   * from L2. Measured on a Zen 5 guest (2 threads, best of 3 x 0.7 s, two alternated rounds):
-   * M = 2048 4096x4096 1.38-1.47 -> 1.53-1.54 TOPS, 1024x4096 1.34-1.51 -> 1.49-1.53,
-   * 4096x14336 1.37-1.47 -> 1.53-1.55; M = 256 within the noise (1.48-1.60 vs 1.55-1.60). */
+   * from L2. Measured on a Zen 5 guest (2 threads, KC = 256, best of 3 x 0.7 s, two alternated
+   * rounds): M = 2048 4096x4096 1.38-1.47 -> 1.53-1.54 TOPS, 1024x4096 1.34-1.51 -> 1.49-1.53,
+   * 4096x14336 1.37-1.47 -> 1.53-1.55; M = 256 within the noise (1.48-1.60 vs 1.55-1.60); paired
+   * (--ab RESQ_CPU_GEMM_MCT=8, M = 2048): 2 tiles 1.045x faster at 4096x4096 and 1024x4096. With
+   * KC = 512 (below) a block's activations are 48 KiB; 1 tile instead of 2 measured 0.99-1.02x. */
   P.ncp = decode ? 1 : resq_cpu_env_i64("RESQ_CPU_GEMM_NCP", 8, 1);
   P.mct = decode ? P.ntiles : resq_cpu_env_i64("RESQ_CPU_GEMM_MCT", 2, 1);
   P.slots = P.ncp * P.mct;

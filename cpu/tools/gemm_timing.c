@@ -8,7 +8,14 @@
  *
  *   resq_cpu_gemm_timing [--passes P] [--reps R] [--cold-mib C] [--M 1,16,256,2048]
  *                        [--shapes N:K,N:K,...] [--peak] [--no-onednn] [--threads T]
- *                        [--cpu-clock] [--best]
+ *                        [--cpu-clock] [--best] [--ab VAR=VALUE]
+ * --ab VAR=VALUE: tuning A/B of the mixed GEMM alone (no FP16, no oneDNN):
+ * per pass and shape, 4 rounds of (as the environment is, with VAR=VALUE) in
+ * alternating order on the same weight copies; prints the median and range of
+ * the per-round time ratios A/B (> 1: VALUE is faster). Paired ratios cancel
+ * the host's slow drifts, which on a shared guest move a single timing by
+ * 10-30 %. VAR is one of the kernel's RESQ_CPU_* environment knobs, read at
+ * every call.
  * --cpu-clock times with the process CPU clock: with --threads 1 (and
  * OMP_NUM_THREADS=1) it measures the kernels' own cycles on a shared host
  * (tuning); the default wall clock is what the issue's ratios use. --best
@@ -327,7 +334,7 @@ static void ours_free(ours_t *o) {
 }
 
 static double ours_time(ours_t *o, int reps, int *copy) {
-  double t[MAXREPS];
+  double t[MAXREPS] = {0};
   for (int i = -2; i < reps; i++) {
     int c = (*copy)++ % o->ncopies;
     double t0 = now_s();
@@ -518,6 +525,60 @@ static double dn_time(dn_t *d, int reps, int *copy) {
   return rep_stat(t, reps);
 }
 
+/* ------------------------------------------------------------------ --ab */
+
+static int run_ab(const char *ab, int passes, int reps, int nshape, const int64_t *shM, const int64_t *shN,
+                  const int64_t *shK, size_t cold) {
+  enum { ROUNDS = 4 };
+  char var[128];
+  const char *eq = strchr(ab, '=');
+  size_t nv = (size_t)(eq - ab);
+  if (nv == 0 || nv >= sizeof var) {
+    fprintf(stderr, "gemm_timing: --ab wants VAR=VALUE, got '%s'\n", ab);
+    return 2;
+  }
+  memcpy(var, ab, nv);
+  var[nv] = 0;
+  const char *old = getenv(var);
+  char keep[256] = "";
+  if (old) snprintf(keep, sizeof keep, "%s", old);
+  printf("A/B of the mixed GEMM: A = environment as given (%s=%s), B = %s; ratio = time(A) / time(B)\n", var,
+         old ? keep : "(unset)", ab);
+  printf("| M | N | K | A GOPS | B GOPS | A/B median | [min-max] |\n|---|---|---|---|---|---|---|\n");
+  for (int s = 0; s < nshape; s++) {
+    int64_t M = shM[s], N = shN[s], K = shK[s];
+    double r[MAXPASS * ROUNDS], ta[MAXPASS * ROUNDS], tb[MAXPASS * ROUNDS];
+    int n = 0, copy = 0;
+    for (int pass = 0; pass < passes; pass++) {
+      ours_t o;
+      ours_setup(&o, M, N, K, cold);
+      for (int k = 0; k < ROUNDS; k++, n++)
+        for (int h = 0; h < 2; h++) {
+          const int b = (k + h) & 1; /* order alternates between rounds */
+          if (b) setenv(var, eq + 1, 1);
+          else if (old) setenv(var, keep, 1);
+          else unsetenv(var);
+          double t = ours_time(&o, reps, &copy);
+          if (b) tb[n] = t;
+          else ta[n] = t;
+        }
+      ours_free(&o);
+    }
+    if (old) setenv(var, keep, 1);
+    else unsetenv(var);
+    double mn = 1e30, mx = 0;
+    for (int i = 0; i < n; i++) {
+      r[i] = ta[i] / tb[i];
+      mn = fmin(mn, r[i]), mx = fmax(mx, r[i]);
+    }
+    const double ops = 2.0 * M * N * K;
+    printf("| %lld | %lld | %lld | %.1f | %.1f | %.3f | [%.3f-%.3f] |\n", (long long)M, (long long)N, (long long)K,
+           ops / median(ta, n) * 1e-9, ops / median(tb, n) * 1e-9, median(r, n), mn, mx);
+    fflush(stdout);
+  }
+  return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int parse_list(const char *s, int64_t *v, int max) {
@@ -531,6 +592,7 @@ static int parse_list(const char *s, int64_t *v, int max) {
 
 int main(int argc, char **argv) {
   int passes = 3, reps = 7, peak = 0, no_dnnl = 0;
+  const char *ab = NULL; /* --ab VAR=VALUE */
   double cold_mib = 0;
   int64_t Ms[16] = {1, 16, 256, 2048}, nM = 4;
   int64_t NK[32] = {4096, 4096, 14336, 4096, 4096, 14336}, nNK = 6;
@@ -545,10 +607,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--threads") && i + 1 < argc) resq_cpu_set_threads(atoi(argv[++i]));
     else if (!strcmp(argv[i], "--cpu-clock")) g_clock = CLOCK_PROCESS_CPUTIME_ID;
     else if (!strcmp(argv[i], "--best")) g_best = 1;
+    else if (!strcmp(argv[i], "--ab") && i + 1 < argc && strchr(argv[i + 1], '=')) ab = argv[++i];
     else {
       fprintf(stderr,
               "usage: %s [--passes P] [--reps R] [--cold-mib C] [--M 1,16,...] [--shapes N:K,...] [--peak] "
-              "[--no-onednn] [--threads T] [--cpu-clock] [--best]\n",
+              "[--no-onednn] [--threads T] [--cpu-clock] [--best] [--ab VAR=VALUE]\n",
               argv[0]);
       return 2;
     }
@@ -590,6 +653,7 @@ int main(int argc, char **argv) {
     }
   char impl8[96] = "", impl16[96] = "";
   int copy = 0;
+  if (ab) return run_ab(ab, passes, reps, nshape, shM, shN, shK, cold);
   for (int pass = 0; pass < passes; pass++) {
     for (int s = 0; s < nshape; s++) {
       int64_t M = shM[s], N = shN[s], K = shK[s];
