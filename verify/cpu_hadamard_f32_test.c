@@ -96,26 +96,34 @@ static void check_shape(resq_rng *r, int64_t rows, int64_t n, int64_t extra, int
   free(x), free(want32), free(y32), free(x16), free(want16), free(y16), free(s), free(work);
 }
 
+/* m = 512 rows in both forms: the ninth stage inside the first pass (default) and as
+ * its own pass over the scratch (RESQ_CPU_HAD_F9=0) */
+static int g_f9 = 1;
+static void set_f9(int v) {
+  g_f9 = v;
+  setenv("RESQ_CPU_HAD_F9", v ? "1" : "0", 1);
+}
+
 static void case_orders(void) {
-  if (!rc_case("every_order_vs_ref")) return;
+  if (!rc_case(g_f9 ? "every_order_vs_ref" : "every_order_vs_ref_f9pass")) return;
   resq_rng r;
   resq_rng_init(&r, rc_seed());
   const int *orders;
   int no = resq_hadamard_orders(&orders);
   for (int i = 0; i < no; i++) {
-    int64_t ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256};
+    int64_t ms[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512}; /* 512: the fused ninth stage */
     for (size_t j = 0; j < sizeof ms / sizeof ms[0]; j++) {
       int64_t n = orders[i] * ms[j], m;
       int K;
       if (resq_hadamard_factor(n, &K, &m) != RESQ_OK) continue; /* e.g. 60*... taken by another order */
-      rc_note("n=%lld (K=%d, m=%lld)", (long long)n, K, (long long)m);
+      rc_note("n=%lld (K=%d, m=%lld) RESQ_CPU_HAD_F9=%d", (long long)n, K, (long long)m, g_f9);
       check_shape(&r, (int64_t)(1 + j % 3), n, (int64_t)(j % 2) * 5, (int)(j % 2), (int)(j % 3));
     }
   }
 }
 
 static void case_llm_sizes(void) {
-  if (!rc_case("llm_sizes_vs_ref")) return;
+  if (!rc_case(g_f9 ? "llm_sizes_vs_ref" : "llm_sizes_vs_ref_f9pass")) return;
   resq_rng r;
   resq_rng_init(&r, rc_seed());
   /* hidden/intermediate sizes (Llama-2/3 7B/8B/13B/70B), head_dim, powers of two */
@@ -126,7 +134,7 @@ static void case_llm_sizes(void) {
                                    * (256), then 1 or 3 more strides */
                                   {256, 3},   {512, 2},   {2048, 2}};
   for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-    rc_note("n=%lld rows=%lld", (long long)ns[i][0], (long long)ns[i][1]);
+    rc_note("n=%lld rows=%lld RESQ_CPU_HAD_F9=%d", (long long)ns[i][0], (long long)ns[i][1], g_f9);
     check_shape(&r, ns[i][1], ns[i][0], 3, (int)(i % 2), 1);
     check_shape(&r, ns[i][1], ns[i][0], 0, (int)((i + 1) % 2), 2);
   }
@@ -411,8 +419,12 @@ int main(int argc, char **argv) {
   g_isas[g_nisa++] = RESQ_CPU_ISA_GENERIC;
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX2)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX2;
   if (resq_cpu_isa_available(RESQ_CPU_ISA_AVX512)) g_isas[g_nisa++] = RESQ_CPU_ISA_AVX512;
-  case_orders();
-  case_llm_sizes();
+  for (int v = 1; v >= 0; v--) {
+    set_f9(v);
+    case_orders();
+    case_llm_sizes();
+  }
+  unsetenv("RESQ_CPU_HAD_F9");
   case_errors();
   case_special_values();
   case_streamed();

@@ -46,6 +46,9 @@ typedef struct had_plan {
    * during its first pass (had_io.pfy; rows given a next row only). Set by
    * the standalone Hadamard (see HAD_PFO_MIN_BYTES_PER_THREAD). */
   int pfo;
+  /* m = 512: 1 runs the ninth stage as its own pass over t instead of inside the
+   * first pass (RESQ_CPU_HAD_F9=0 when planned; for A/B timing and the tests) */
+  int no_f9;
 } had_plan;
 
 /* Position of element i of the row in t (its block c = i / m starts at c * ms) */

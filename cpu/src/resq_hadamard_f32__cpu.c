@@ -52,6 +52,7 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
   hp->t_len = ((int64_t)K * hp->ms + 15) / 16 * 16;
   hp->signs = signs;
   hp->avx512 = avx512;
+  hp->no_f9 = resq_cpu_env_i64("RESQ_CPU_HAD_F9", 1, 0) == 0;
   hp->avx2 = !avx512 && resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2;
   if (K > 1) {
     size_t i = 0;
@@ -433,7 +434,7 @@ static inline __attribute__((always_inline)) void mix_all(had_io *io, const int 
  * last: the block's butterflies end here (m = 256). */
 static inline __attribute__((always_inline)) void first_pass(had_io *io, const float *x32, const uint16_t *x16,
                                                              int64_t n, int last, __m512 *am, const int F16,
-                                                             const int SG, const int K1, const int Y) {
+                                                             const int SG, const int K1, const int Y, const int F9) {
   const had_plan *hp = io->hp;
   const int8_t *signs = hp->signs;
   const __m512 vinv = _mm512_set1_ps(hp->inv);
@@ -463,6 +464,16 @@ static inline __attribute__((always_inline)) void first_pass(had_io *io, const f
     }
     if (last) {
       _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) finish(io, j + 16 * q, v[q], vinv, am, K1, Y);
+    } else if (F9 && (j & 256)) {
+      /* m = 512: the last stride (256) right here, on the upper half just computed and the lower
+       * half stored one step before (still in L1): a = lower, b = upper, a + b and a - b, then the
+       * scale -- cross_pass(h = 256, r = 1, last)'s operations, without a pass over t from L2 */
+      const float *ta = io->t + had_tpos(hp, j - 256);
+      _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) {
+        const __m512 a = _mm512_load_ps(ta + 16 * q);
+        finish(io, j - 256 + 16 * q, _mm512_add_ps(a, v[q]), vinv, am, K1, Y);
+        finish(io, j + 16 * q, _mm512_sub_ps(a, v[q]), vinv, am, K1, Y);
+      }
     } else {
       float *tb = io->t + had_tpos(hp, j); /* the 256 elements lie in one block (m >= 256) */
       _Pragma("GCC unroll 16") for (int q = 0; q < 16; q++) _mm512_store_ps(tb + 16 * q, v[q]);
@@ -519,11 +530,19 @@ static inline __attribute__((always_inline)) void had_row_t(const had_plan *hp, 
       io.pfy = yrow;
       io.oesz = Y != HY_F16 ? 4 : 2;
     }
-    if (hp->signs) first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 1, K1, Y);
-    else first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 0, K1, Y);
+    /* m = 512 (14336 = 28 x 512, n = 512): the ninth stage inside the first pass (F9) */
+    const int f9 = ncross == 5 && !hp->no_f9;
+    if (f9) {
+      if (hp->signs) first_pass(&io, x32, x16, n, 0, &am1, F16, 1, K1, Y, 1);
+      else first_pass(&io, x32, x16, n, 0, &am1, F16, 0, K1, Y, 1);
+    } else if (hp->signs) {
+      first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 1, K1, Y, 0);
+    } else {
+      first_pass(&io, x32, x16, n, ncross == 4, &am1, F16, 0, K1, Y, 0);
+    }
     io.pf = NULL;
     io.pfy = NULL;
-    s0 = 4;
+    s0 = f9 ? 5 : 4;
   } else if (hp->signs) {
     pass1(&io, x32, x16, n, nin, ncross, &am1, F16, 1, K1, Y);
   } else {
