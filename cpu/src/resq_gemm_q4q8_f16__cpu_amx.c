@@ -8,8 +8,10 @@
  * tile by a 64 x 16 s8 tile into 16 x 16 int32 (16384 multiply-adds, exact
  * like vpdpbusd: u8 x s8 products summed in int32); a core issues one about
  * every 16 cycles, 8x the multiply-adds of its two 512-bit vpdpbusd ports. On
- * the Xeon of reports/ oneDNN's int8 matmul runs on them (brg:avx512_core_amx)
- * at 2.8-3.7 TOPS with 2 threads, against 1.5 TOPS for our vpdpbusd kernel.
+ * the AMX Xeon guest this level was written on (2 vCPUs; no committed report:
+ * the Emerald Rapids guest of reports/ did not expose AMX) oneDNN's int8 matmul
+ * runs on them (brg:avx512_core_amx) at 2.65-3.66 TOPS with 2 threads, against
+ * 1.5 TOPS for our vpdpbusd kernel.
  * Tiles have no 4-bit type and load only from memory, so both operands are
  * unpacked to bytes in scratch first: the activation codes once per call
  * (M x K bytes), the weight one K chunk of a few panels at a time (each weight
