@@ -1,0 +1,7 @@
+set multiplot layout 1,2 title "ResQ mixed GEMM (CPU backend) vs oneDNN, same process: median over layer shapes (bars: min..max)"
+set logscale x 2; set logscale y 2; set yrange [0.5:*]; set grid; set key below horizontal font ",8"; set bmargin 6; set xlabel "M (tokens)"
+set title "vs bf16 matmul (16-bit baseline)"; set ylabel "time(oneDNN bf16) / time(ResQ)"
+plot "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_1_1.dat" u 1:2:3:4 w yerrorlines lc 1 pt 7 lw 2 t "gemm_q4q8_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_1_2.dat" u 1:2:3:4 w yerrorlines lc 2 pt 7 lw 2 t "gemm_q4q8_grouped_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_1_3.dat" u 1:2:3:4 w yerrorlines lc 3 pt 7 lw 2 t "gemm_q4_f16__cpu", 1 w l lc rgb "black" dt 3 t "parity"
+set title "vs u8s8 matmul (W8A8 peer)"; set ylabel "time(oneDNN int8) / time(ResQ)"
+plot "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_2_1.dat" u 1:2:3:4 w yerrorlines lc 1 pt 7 lw 2 t "gemm_q4q8_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_2_2.dat" u 1:2:3:4 w yerrorlines lc 2 pt 7 lw 2 t "gemm_q4q8_grouped_f16__cpu", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/gemm_resq_speedup_2_3.dat" u 1:2:3:4 w yerrorlines lc 3 pt 7 lw 2 t "gemm_q4_f16__cpu", 1 w l lc rgb "black" dt 3 t "parity"
+unset multiplot

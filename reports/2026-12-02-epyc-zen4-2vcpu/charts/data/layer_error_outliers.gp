@@ -1,0 +1,4 @@
+set title "Layer error vs the magnitude of the outlier channels (test layer, seed 0, GPTQ, no clip search)"
+set logscale xy; set grid; set key top left; set xlabel "upper bound hi of the outlier channels / typical channel (ranges 1-1, 5-20, 20-100, 50-1000, 200-4000)"
+set ylabel "layer error (log scale)"; set xrange [0.8:6000]
+plot "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/layer_error_outliers_fp32.dat" u 1:2 w lp lw 2 pt 7 t "fp32 (unquantized floor)", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/layer_error_outliers_resq.dat" u 1:2 w lp lw 2 pt 7 t "ResQ", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/layer_error_outliers_quarot.dat" u 1:2 w lp lw 2 pt 7 t "QuaRot-style", "/work/main/reports/2026-12-02-epyc-zen4-2vcpu/charts/data/layer_error_outliers_rtn.dat" u 1:2 w lp lw 2 pt 7 t "RTN"
