@@ -55,6 +55,7 @@ cpu_gemm_lo_high_nibble_unsigned_amx~~Q~~cpu/src/resq_gemm_q4q8_f16__cpu_amx.c~~
 cpu_gemm_c_tiles_not_reloaded_amx~~F~~cpu/src/resq_gemm_q4q8_f16__cpu_amx.c~~gemm~~              if (k0 == 0) {~~              if (1) {
 cpu_hadamard_f9_upper_sign_avx512~~Q~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~finish(io, j + 16 * q, _mm512_sub_ps(a, v[q]), vinv, am, K1, Y);~~finish(io, j + 16 * q, _mm512_sub_ps(v[q], a), vinv, am, K1, Y);
 cpu_hadamard_cross_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~          v[q + hs] = _mm512_fnmadd_ps(b, _mm512_set1_ps(1.0f), a);~~          v[q + hs] = _mm512_fnmadd_ps(a, _mm512_set1_ps(1.0f), b);
+cpu_hadamard_first_pass_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~v[q + hs] = _mm512_fnmadd_ps(b, one, a);~~v[q + hs] = _mm512_fnmadd_ps(a, one, b);
 cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
