@@ -8,7 +8,11 @@
  *
  *   resq_cpu_gemm_timing [--passes P] [--reps R] [--cold-mib C] [--M 1,16,256,2048]
  *                        [--shapes N:K,N:K,...] [--peak] [--no-onednn] [--threads T]
- *                        [--cpu-clock] [--best] [--ab VAR=VALUE]
+ *                        [--cpu-clock] [--best] [--ab VAR=VALUE] [--group G] [--r R]
+ * --group G [--r R]: time the grouped split instead (G channels per group, R hi
+ * channels at the end of each, default G/8; --group 128 --r 16 is the o_proj
+ * input of bench's gemm_q4q8_grouped_f16__cpu); --r alone changes the
+ * per-token split's hi width. The oneDNN baselines are the same either way.
  * --ab VAR=VALUE: tuning A/B of the mixed GEMM alone (no FP16, no oneDNN):
  * per pass and shape, 4 rounds of (as the environment is, with VAR=VALUE) in
  * alternating order on the same weight copies; prints the median and range of
@@ -23,7 +27,7 @@
  *
  * Method:
  *  - C[M,N] = A[M,K] W[N,K]^T; our split is the per-token ResQ one (group = K,
- *    r = K/8 hi columns, 4/8 bits); f16 output, no bias.
+ *    r = K/8 hi columns, 4/8 bits) unless --group / --r; f16 output, no bias.
  *  - Cold weights: every implementation rotates copies of its weights, one per
  *    call, whose total is >= --cold-mib (default: 2 x the LLC size from sysfs,
  *    at least 256 MiB), so each call reads its weights from DRAM, as a decoder
@@ -265,24 +269,34 @@ typedef struct {
   int64_t M, N, K;
 } ours_t;
 
+static int64_t g_group = 0, g_r = -1; /* --group, --r (0 / -1: the per-token default) */
+
 static void ours_setup(ours_t *o, int64_t M, int64_t N, int64_t K, size_t cold) {
   memset(o, 0, sizeof *o);
   o->M = M, o->N = N, o->K = K;
   o->p = resq_qact_default(K); /* group K, r = K/8, 4/8 bits */
+  if (g_group > 0) o->p.group = g_group, o->p.r = g_group / 8;
+  if (g_r >= 0) o->p.r = g_r;
   resq_qact_layout L;
-  resq_gemm_check(&o->p, &L);
+  if (resq_gemm_check(&o->p, &L)) {
+    fprintf(stderr, "gemm_timing: K=%lld group=%lld r=%lld: %s\n", (long long)K, (long long)o->p.group,
+            (long long)o->p.r, resq_last_error());
+    exit(2);
+  }
   resq_rng r;
   resq_rng_init(&r, 12345);
   int8_t *codes = (int8_t *)xalloc((size_t)(N * K));
   float *sl = (float *)xalloc((size_t)N * 4), *sh = (float *)xalloc((size_t)N * 4);
-  int64_t Klo = K - o->p.r;
+  /* the GEMM's K order (resq_gemm_pack_weight): all groups' lo columns, then all hi columns */
+  const int64_t Klo = L.ngroups * L.lo_per_group;
   for (int64_t n = 0; n < N; n++) {
     for (int64_t k = 0; k < K; k++)
       codes[n * K + k] = (int8_t)(k < Klo ? resq_rng_range(&r, -8, 7) : resq_rng_range(&r, -128, 127));
     sl[n] = 0.01f, sh[n] = 0.001f;
   }
   resq_qweight w = {N, xalloc((size_t)(N * L.lo_bytes)), L.lo_bytes, xalloc((size_t)(N * L.hi_bytes)), L.hi_bytes,
-                    xalloc((size_t)N * 4), xalloc((size_t)N * 4), xalloc((size_t)N * 4), xalloc((size_t)N * 4)};
+                    xalloc((size_t)N * 4), xalloc((size_t)N * 4), xalloc((size_t)(N * L.ngroups) * 4),
+                    xalloc((size_t)(N * L.ngroups) * 4)}; /* sums: [N][ngroups] */
   if (resq_gemm_pack_weight(&o->p, N, codes, K, sl, sh, &w)) {
     fprintf(stderr, "pack: %s\n", resq_last_error());
     exit(2);
@@ -317,8 +331,9 @@ static void ours_setup(ours_t *o, int64_t M, int64_t N, int64_t K, size_t cold) 
   o->x.ld_lo = L.lo_bytes;
   o->x.q_hi = xalloc((size_t)(M * L.hi_bytes));
   o->x.ld_hi = L.hi_bytes;
-  o->x.scale_lo = xalloc((size_t)M * 4), o->x.scale_hi = xalloc((size_t)M * 4);
-  o->x.zero_lo = xalloc((size_t)M * 4), o->x.zero_hi = xalloc((size_t)M * 4);
+  const size_t ps = (size_t)(M * L.ngroups) * 4; /* one scale / zero per row and group */
+  o->x.scale_lo = xalloc(ps), o->x.scale_hi = xalloc(ps);
+  o->x.zero_lo = xalloc(ps), o->x.zero_hi = xalloc(ps);
   if (resq_quant_act_f16_q4q8__cpu(&o->p, M, xf, K, &o->x)) {
     fprintf(stderr, "quant: %s\n", resq_last_error());
     exit(2);
@@ -608,10 +623,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--cpu-clock")) g_clock = CLOCK_PROCESS_CPUTIME_ID;
     else if (!strcmp(argv[i], "--best")) g_best = 1;
     else if (!strcmp(argv[i], "--ab") && i + 1 < argc && strchr(argv[i + 1], '=')) ab = argv[++i];
+    else if (!strcmp(argv[i], "--group") && i + 1 < argc) g_group = atoll(argv[++i]);
+    else if (!strcmp(argv[i], "--r") && i + 1 < argc) g_r = atoll(argv[++i]);
     else {
       fprintf(stderr,
               "usage: %s [--passes P] [--reps R] [--cold-mib C] [--M 1,16,...] [--shapes N:K,...] [--peak] "
-              "[--no-onednn] [--threads T] [--cpu-clock] [--best] [--ab VAR=VALUE]\n",
+              "[--no-onednn] [--threads T] [--cpu-clock] [--best] [--ab VAR=VALUE] [--group G] [--r R]\n",
               argv[0]);
       return 2;
     }
@@ -625,6 +642,12 @@ int main(int argc, char **argv) {
   size_t cold = cold_mib > 0 ? (size_t)(cold_mib * 1048576.0) : (2 * llc > ((size_t)256 << 20) ? 2 * llc : (size_t)256 << 20);
   printf("resq_cpu_gemm_timing: ISA %s, %d threads, LLC %.0f MiB, weight copies >= %.0f MiB per implementation\n",
          resq_cpu_isa_name(resq_cpu_get_isa()), nt, (double)llc / 1048576.0, (double)cold / 1048576.0);
+  if (g_group > 0 || g_r >= 0) { /* the baselines are the same GEMMs either way */
+    char gs[32] = "K (per token)", rs[32] = "group/8";
+    if (g_group > 0) snprintf(gs, sizeof gs, "%lld", (long long)g_group);
+    if (g_r >= 0) snprintf(rs, sizeof rs, "%lld", (long long)g_r);
+    printf("resq q4q8 split: group %s, r %s\n", gs, rs);
+  }
   if (peak) run_peaks(nt);
   if (!no_dnnl) {
     DN(dnnl_engine_create(&g_eng, dnnl_cpu, 0));
