@@ -8,10 +8,11 @@
  * minmax_avx512; both exact), 16 parts at a time, each block followed by its
  * parameters in the reference's fp32 order (s = (mx - mn) / maxq,
  * z = rint(-mn / s)), 16 parts per vector; pass 2
- * computes every code clamp(rint(x / s) + z, 0, maxq) as rint(x * fl(1/s))
- * where that is provably the same integer and with the IEEE division where it
- * may not be (codes_step has the bound), clamps and packs with saturating
- * integer packs (lo codes two per byte, hi codes one per byte). The portable
+ * computes every code clamp(rint(x / s) + z, 0, maxq) from x * fl(1/s) in
+ * fixed point (one FMA onto a magic constant) where that is provably the same
+ * integer and with the IEEE division where it may not be (codes_step has the
+ * bound), clamps and packs with saturating integer packs (lo codes two per
+ * byte, hi codes one per byte). The portable
  * path is the reference's loop. Rows are split across the threads. */
 #include <float.h>
 #include <math.h>
@@ -48,8 +49,9 @@ void resq_cpu_quant_plan(const resq_qact_params *p, const resq_qact_layout *L, i
   }
 }
 
-/* s, z, r, thr of every part (4 p_al), the ranges of one block of 16 parts (2 x 256) */
-int64_t resq_cpu_quant_scratch(const quant_plan *qp) { return 4 * qp->p_al + 512; }
+/* the parameters of every part (QP_N arrays of p_al: see params16), the ranges of one block of 16 parts (2 x 256) */
+enum { QP_S, QP_Z, QP_R, QP_M, QP_C, QP_T, QP_SH, QP_N };
+int64_t resq_cpu_quant_scratch(const quant_plan *qp) { return QP_N * qp->p_al + 512; }
 
 /* part p of a row: first channel, length, bits, and whether it is a hi part */
 static void part_of(const quant_plan *qp, int64_t p, int64_t *c0, int64_t *n, int *bits, int *hi) {
@@ -60,15 +62,11 @@ static void part_of(const quant_plan *qp, int64_t p, int64_t *c0, int64_t *n, in
   *bits = *hi ? qp->bits_hi : qp->bits_lo;
 }
 
-/* The reference's scalar parameter step, plus what the AVX-512 codes pass
- * needs to replace the division (see codes_avx512): pp = {s, z, r, thr} with
- * r = fl(1/s) and thr = 0.5 - fl(amax * r) * 2^-20, amax = max |x| of the part
- * (before the clip), or thr = -1 (always divide) where that is not positive.
- * A subnormal s needs no special case: the error bound below holds while 1/s
- * is finite, and an infinite 1/s makes thr NaN or -Inf. Returns 0 when s is degenerate. */
+/* The reference's scalar parameter step: pp = {s, z}. Returns 0 when s is
+ * degenerate (and fills *f). The AVX-512 path computes the same in params16
+ * and uses this only to find and report a degenerate part. */
 static int params(float mn, float mx, float clip, int bits, float *pp, quant_fail *f) {
   float maxq = (float)((1 << bits) - 1);
-  float amax = -mn > mx ? -mn : mx;
   mn = mn * clip;
   mx = mx * clip;
   if (mn == 0.0f && mx == 0.0f) {
@@ -84,10 +82,6 @@ static int params(float mn, float mx, float clip, int bits, float *pp, quant_fai
   }
   pp[0] = s;
   pp[1] = nearbyintf(-mn / s);
-  pp[2] = 1.0f / s;
-  float thr = 0.5f - amax * pp[2] * 0x1p-20f;
-  /* |x/s| >= 2^19 (thr <= 0), or 1/s overflowed (s below 2^-128: amax * r is Inf or NaN): every vector divides */
-  pp[3] = thr > 0.0f ? thr : -1.0f;
   return 1;
 }
 
@@ -336,11 +330,19 @@ RESQ_TRANSPOSE_REDUCE(reduce16_maxu16, RESQ_MAXU16)
 #undef RESQ_MAXU16
 
 /* params() for 16 parts at once: the same fp32 operations in the same order,
- * one lane per part. Returns 0 if a lane's scale is degenerate (the caller
- * then finds and reports the first one with params()). */
+ * one lane per part, to pp[QP_S] and pp[QP_Z] (pp: the block's first part,
+ * arrays Pa floats apart), plus the constants of codes_step's fixed-point
+ * codes: r = fl(1/s); Q = fl(amax * r), amax = max |x| of the part (before the
+ * clip), bounds every |x * r|; sh = the largest number of fraction bits <= 20
+ * with Q (1 + 2^-19) < 2^(21 - sh), so Q < 2^(21 - sh) with room for Q's
+ * roundings; M = 1.5 * 2^(23 - sh), whose binade [2^(23 - sh), 2^(24 - sh))
+ * has an ulp of 2^-sh; C = bits(M) - 2^(sh - 1) - 1 - z * 2^sh; T = 2^sh - 4.
+ * A part with Q >= 2^18 (sh would be < 3) or a non-finite Q (1/s overflowed:
+ * s below 2^-128) gets T = 0, which sends every step of it to the division.
+ * Returns 0 if a lane's scale is degenerate (the caller then finds and
+ * reports the first one with params()). */
 static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, int f16, float clip,
-                                                          const float *maxq16, float *ps, float *pz, float *pr,
-                                                          float *pt) {
+                                                          const float *maxq16, float *pp, int64_t Pa) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), vclip = _mm512_set1_ps(clip);
   __m512 mn, mx;
   if (f16) {
@@ -363,12 +365,25 @@ static inline __attribute__((always_inline)) int params16(const float *vmn, cons
     return 0;
   __m512 z = _mm512_roundscale_ps(_mm512_div_ps(_mm512_sub_ps(zero, mn), s), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_div_ps(one, s);
-  __m512 thr = _mm512_sub_ps(_mm512_set1_ps(0.5f), _mm512_mul_ps(_mm512_mul_ps(amax, r), _mm512_set1_ps(0x1p-20f)));
-  __mmask16 ok = _mm512_cmp_ps_mask(thr, zero, _CMP_GT_OQ); /* false for NaN */
-  _mm512_store_ps(ps, s);
-  _mm512_store_ps(pz, z);
-  _mm512_store_ps(pr, r);
-  _mm512_store_ps(pt, _mm512_mask_blend_ps(ok, _mm512_set1_ps(-1.0f), thr));
+  __m512 qm = _mm512_mul_ps(_mm512_mul_ps(amax, r), _mm512_set1_ps(1.0f + 0x1p-19f));
+  __mmask16 ok = _mm512_cmp_ps_mask(qm, _mm512_set1_ps(0x1p18f), _CMP_LT_OQ); /* false for NaN and Inf */
+  /* floor(log2(max(qm, 1))) in [0, 17] on the ok lanes (max(NaN, 1) = 1; getexp of a normal value is exact) */
+  __m512i e = _mm512_cvttps_epi32(_mm512_getexp_ps(_mm512_max_ps(qm, one)));
+  e = _mm512_mask_blend_epi32(ok, _mm512_set1_epi32(17), e);
+  const __m512i one_i = _mm512_set1_epi32(1);
+  __m512i sh = _mm512_sub_epi32(_mm512_set1_epi32(20), e);
+  __m512i mbits = _mm512_or_si512(_mm512_slli_epi32(_mm512_sub_epi32(_mm512_set1_epi32(150), sh), 23),
+                                  _mm512_set1_epi32(0x400000));
+  __m512i c = _mm512_sub_epi32(_mm512_sub_epi32(mbits, _mm512_sllv_epi32(one_i, _mm512_sub_epi32(sh, one_i))),
+                               _mm512_add_epi32(one_i, _mm512_sllv_epi32(_mm512_cvttps_epi32(z), sh)));
+  __m512i t = _mm512_maskz_sub_epi32(ok, _mm512_sllv_epi32(one_i, sh), _mm512_set1_epi32(4));
+  _mm512_store_ps(pp + QP_S * Pa, s);
+  _mm512_store_ps(pp + QP_Z * Pa, z);
+  _mm512_store_ps(pp + QP_R * Pa, r);
+  _mm512_store_si512(pp + QP_M * Pa, mbits);
+  _mm512_store_si512(pp + QP_C * Pa, c);
+  _mm512_store_si512(pp + QP_T * Pa, t);
+  _mm512_store_si512(pp + QP_SH * Pa, sh);
   return 1;
 }
 
@@ -380,62 +395,93 @@ static inline __attribute__((always_inline)) __m512i rint_div(__m512 v, __m512 v
   return _mm512_cvt_roundps_epi32(q, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
 }
 
+/* One part's constants for codes_step, broadcast (params16 has their meaning) */
+typedef struct codes_k {
+  __m512 s, r, m;
+  __m512i c, t, z;
+  __m128i sh;
+} codes_k;
+
+static inline __attribute__((always_inline)) codes_k part_k(const float *pp, int64_t Pa) {
+  codes_k k;
+  const int32_t *pi = (const int32_t *)pp;
+  k.s = _mm512_set1_ps(pp[QP_S * Pa]);
+  k.r = _mm512_set1_ps(pp[QP_R * Pa]);
+  k.m = _mm512_castsi512_ps(_mm512_set1_epi32(pi[QP_M * Pa]));
+  k.c = _mm512_set1_epi32(pi[QP_C * Pa]);
+  k.t = _mm512_set1_epi32(pi[QP_T * Pa]);
+  k.z = _mm512_set1_epi32((int32_t)pp[QP_Z * Pa]);
+  k.sh = _mm_cvtsi32_si128(pi[QP_SH * Pa]);
+  return k;
+}
+
+/* rint(x / s) + z of one vector in fixed point, and whether a lane is near a
+ * tie (see codes_step) */
+static inline __attribute__((always_inline)) __m512i fixed_codes(__m512 v, const codes_k *k, __mmask16 *near) {
+  __m512 y = _mm512_fmadd_round_ps(v, k->r, k->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m512i u = _mm512_sub_epi32(_mm512_castps_si512(y), k->c);
+  *near |= _mm512_testn_epi32_mask(u, k->t);
+  return _mm512_sra_epi32(u, k->sh);
+}
+
 /* Pass 2, one step of nv <= 4 vectors (64 channels at most; left of them valid):
  * codes = clamp(rint(x / s) + z, 0, maxq).
  *
  * Division-free where that is exact. vdivps zmm occupies the divider ~9 core
  * cycles per 16 lanes here (measured: 3.5 ns), more than all the other work of
- * the pass, so q = fl(x * r), r = fl(1/s) is used instead, and rint(q) equals
- * the contract's rint(fl(x / s)) unless a rounding boundary (a half-integer)
- * lies between q and fl(x / s): with e = x / s, |fl(e) - e| <= u|e| and
- * |q - e| <= (2u + u^2)|e| (u = 2^-24; r and the product rounded once each), so
- * |q - fl(e)| < 3.01 u |q| <= 3.01 u Q with Q = fl(amax * r) >= |q|. If the
- * distance of q to the nearest half-integer, 0.5 - |q - rint(q)|, exceeds
- * 16 u Q (= Q 2^-20, a 5x margin that also covers the roundings of thr) no
- * boundary can be crossed. vreduceps gives t = q - rint(q) exactly (|q| < 2^19
- * when thr > 0), vrangeps the max |t| of the step, and one compare against
- * thr = 0.5 - Q 2^-20 decides: if any lane is that close to a tie (~0.05 % of
- * the lanes for 8-bit codes, fewer for 4-bit), the whole step is recomputed
- * with the division. Random rows and verify/'s near-tie case check this bit
- * for bit against the reference.
+ * the pass, so the codes come from p = x * r, r = fl(1/s), in fixed point with
+ * sh fraction bits (params16): y = fl(p + M) by one FMA (the product exact,
+ * one rounding) lies in M's binade, whose ulp is 2^-sh, because |p| <= Q <
+ * 2^(21 - sh); so y = M + j 2^-sh with j = p 2^sh rounded to the nearest
+ * integer, and bits(y) = bits(M) + j. Then u = bits(y) - C = j + 2^(sh-1) + 1
+ * + z 2^sh and the code is u >> sh (arithmetic) = floor((j + 2^(sh-1) + 1) /
+ * 2^sh) + z, which is rint(j 2^-sh) + z unless j 2^-sh lies within 2^-sh of
+ * a half-integer. It equals the contract's rint(fl(x / s)) + z unless a
+ * half-integer lies between j 2^-sh and fl(e), e = x / s: with u24 = 2^-24,
+ * r = (1/s)(1 + d1), p = e(1 + d1), fl(e) = e(1 + d2), |d1|, |d2| <= u24, so
+ * |fl(e) - j 2^-sh| <= 2 u24 |e| + 2^-(sh+1) < 2^-(sh+2) + 2^-(sh+1) (|e| <=
+ * Q (1 + 3 u24) < 2^(21 - sh)): less than 0.75 units of 2^-sh. The test flags
+ * every lane whose w = u mod 2^sh is in [0, 4), i.e. j within -1..2 units of
+ * a half-integer (one vptestnmd against T = 2^sh - 4); any other lane is at
+ * least 2 units from one, more than 2.6x the bound, and no boundary can be
+ * crossed (nor is it a tie). If any lane of the step is flagged (~4 / 2^sh of
+ * the lanes: 0.05 % for 8-bit codes, 0.003 % for 4-bit), the whole step is
+ * recomputed with the division; T = 0 flags every lane. Zero lanes (tails,
+ * padding) give w = 2^(sh-1) + 1, never flagged. Random rows and verify/'s
+ * near-tie case check this bit for bit against the reference.
  *
- * Then the integer side: vpackssdw saturates to int16 (|rint| <= 2^16 both
- * ways), vpaddsw adds z (saturating, so a value clamped to 32767 stays above
- * maxq), vpackuswb clamps to [0, 255] and vpminub to maxq: the contract's
- * clamp(rint + z, 0, maxq) for every value, in 6 uops per 64 codes. The packs
- * work per 128-bit lane, so byte 16L + 4k + m holds channel 16k + 4L + m; a
- * vpermd puts the 8-bit codes back in channel order. 4-bit codes: vpmaddubsw
- * with (1, 16) joins each channel pair (2j, 2j+1) into one byte (adjacent in
- * the packed order), vpermd + vpmovwb reorder and narrow. Vectors past nv are
- * zero (not computed), their codes are never stored. */
+ * Then the integer side: vpackssdw saturates to int16 (|code| < 2^21 + 256
+ * here, <= 2^16 + 255 after a division), vpackuswb clamps to [0, 255] and
+ * vpminub to maxq: the contract's clamp(rint + z, 0, maxq) for every value.
+ * The packs work per 128-bit lane, so byte 16L + 4k + m holds channel 16k +
+ * 4L + m; a vpermd puts the 8-bit codes back in channel order. 4-bit codes:
+ * vpmaddubsw with (1, 16) joins each channel pair (2j, 2j+1) into one byte
+ * (adjacent in the packed order), vpermd + vpmovwb reorder and narrow. Vectors
+ * past nv are zero (not computed), their codes are never stored.
+ *
+ * Measured on the Zen 4 guest against the float tie test it replaces
+ * (vmulps, vreduceps, vrangeps, vcvtps2dq: 9 more zmm operations per step,
+ * most on the add pipes): an isolated copy of the 4-bit step 18.7 against
+ * 24.6 cycles per 64 codes (cpu/README). */
 static inline __attribute__((always_inline)) void codes_step(const float *x, const uint16_t *x16, int64_t left,
-                                                             int nv, __m512 vs, __m512 vr, __m512 vthr, __m512i vz,
-                                                             __m512i vmaxq, int lo, uint8_t *dst) {
+                                                             int nv, const codes_k *k, __m512i vmaxq, int lo,
+                                                             uint8_t *dst) {
   const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
   /* hi: output dword J from packed dword 4 (J % 4) + J / 4; lo (after vpmaddubsw): dword 4k + L from 4L + k */
   const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  __m512 v[4], q[4];
+  __m512 v[4];
   __m512i c[4];
+  __mmask16 near = 0;
   for (int j = 0; j < 4; j++) {
-    __mmask16 k = tail_mask(left - 16 * j);
+    __mmask16 km = tail_mask(left - 16 * j);
     v[j] = j >= nv ? _mm512_setzero_ps()
-           : x16   ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(k, x16 + 16 * j))
-                   : _mm512_maskz_loadu_ps(k, x + 16 * j);
-    q[j] = _mm512_mul_ps(v[j], vr);
+           : x16   ? _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(km, x16 + 16 * j))
+                   : _mm512_maskz_loadu_ps(km, x + 16 * j);
+    c[j] = j < nv ? fixed_codes(v[j], k, &near) : _mm512_setzero_si512();
   }
-  /* imm 0x08: fraction bits 0, round to nearest even, no precision exception; 0x0b: max |.|, sign cleared */
-  __m512 t = _mm512_reduce_ps(q[0], 0x08);
-  for (int j = 1; j < nv; j++) t = _mm512_range_ps(t, _mm512_reduce_ps(q[j], 0x08), 0x0b);
-  if (_mm512_cmp_ps_mask(_mm512_abs_ps(t), vthr, _CMP_GE_OQ)) {
-    for (int j = 0; j < 4; j++) c[j] = j < nv ? rint_div(v[j], vs) : _mm512_setzero_si512();
-  } else {
-    for (int j = 0; j < 4; j++)
-      c[j] = j < nv ? _mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-                    : _mm512_setzero_si512();
-  }
-  __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(c[0], c[1]), vz);
-  __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(c[2], c[3]), vz);
-  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), vmaxq);
+  if (near)
+    for (int j = 0; j < 4; j++) c[j] = j < nv ? _mm512_add_epi32(rint_div(v[j], k->s), k->z) : _mm512_setzero_si512();
+  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(_mm512_packs_epi32(c[0], c[1]), _mm512_packs_epi32(c[2], c[3])), vmaxq);
   if (lo) {
     __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
     int64_t nb = left >= 64 ? 32 : (left + 1) / 2;
@@ -453,63 +499,50 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
 /* The last 64 channels of a group whose lo part ends in 48 channels and whose
  * hi part has 16 (groups of 128 with r = 16, the per-head KV case): one step
  * for both parts instead of a 3-vector lo step and a 1-vector hi step. Vectors
- * 0-2 use the lo parameters, vector 3 the hi ones; the tie test compares the
- * four against the smaller threshold (a superset of the lanes either part
- * would divide), z and maxq are blended per word / byte, and the same packed
- * vector gives both outputs: 24 nibble bytes (the 25th-32nd, which join hi
- * codes, are not stored) and the 16 hi bytes. full: store all 32 nibble bytes
- * (a plain store instead of a masked one); the 8 extra bytes land on the next
- * group's first lo codes, which that group's steps write afterwards, so the
- * caller passes it for every group but the row's last. */
-static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *src, const int f16, const float *sp,
-                                                                  int64_t Pa, __m512i maxq_lo, __m512i maxq_hi,
+ * 0-2 use the lo constants, vector 3 the hi ones (z is in each part's C, so
+ * only maxq is blended, per byte), one flag decides the division for the four,
+ * and the same packed vector gives both outputs: 24 nibble bytes (the
+ * 25th-32nd, which join hi codes, are not stored) and the 16 hi bytes. full:
+ * store all 32 nibble bytes (a plain store instead of a masked one); the 8
+ * extra bytes land on the next group's first lo codes, which that group's
+ * steps write afterwards, so the caller passes it for every group but the
+ * row's last. */
+static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *src, const int f16, const codes_k *kl,
+                                                                  const codes_k *kh, __m512i maxq_lo, __m512i maxq_hi,
                                                                   uint8_t *dlo, uint8_t *dhi, int full) {
-  /* sp: the lo part's s in the scratch (s, z, r, thr of a part Pa floats apart), the hi part's at sp + 1 */
-  const float pl[4] = {sp[0], sp[Pa], sp[2 * Pa], sp[3 * Pa]}, ph[4] = {sp[1], sp[Pa + 1], sp[2 * Pa + 1], sp[3 * Pa + 1]};
   const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
   const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-  const __m512 rl = _mm512_set1_ps(pl[2]), rh = _mm512_set1_ps(ph[2]);
-  __m512 v[4], q[4];
+  __m512 v[4];
   __m512i c[4];
+  __mmask16 near = 0;
   for (int j = 0; j < 4; j++) {
     v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
                : _mm512_loadu_ps((const float *)src + 16 * j);
-    q[j] = _mm512_mul_ps(v[j], j < 3 ? rl : rh);
+    c[j] = fixed_codes(v[j], j < 3 ? kl : kh, &near);
   }
-  __m512 t = _mm512_range_ps(_mm512_range_ps(_mm512_reduce_ps(q[0], 0x08), _mm512_reduce_ps(q[1], 0x08), 0x0b),
-                             _mm512_range_ps(_mm512_reduce_ps(q[2], 0x08), _mm512_reduce_ps(q[3], 0x08), 0x0b), 0x0b);
-  const float thr = pl[3] < ph[3] ? pl[3] : ph[3];
-  if (_mm512_cmp_ps_mask(t, _mm512_set1_ps(thr), _CMP_GE_OQ)) {
-    for (int j = 0; j < 4; j++) c[j] = rint_div(v[j], _mm512_set1_ps(j < 3 ? pl[0] : ph[0]));
-  } else {
-    for (int j = 0; j < 4; j++) c[j] = _mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  }
-  const __m512i zl = _mm512_set1_epi16((short)pl[1]);
+  if (near)
+    for (int j = 0; j < 4; j++) c[j] = _mm512_add_epi32(rint_div(v[j], (j < 3 ? kl : kh)->s), (j < 3 ? kl : kh)->z);
   /* packs(c2, c3) per 128-bit lane: 4 words of c2, then 4 of c3; packus: bytes 12-15 of each lane are c3's */
-  const __m512i z23 = _mm512_mask_blend_epi16((__mmask32)0xF0F0F0F0u, zl, _mm512_set1_epi16((short)ph[1]));
   const __m512i mq = _mm512_mask_blend_epi8((__mmask64)0xF000F000F000F000ull, maxq_lo, maxq_hi);
-  __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(c[0], c[1]), zl);
-  __m512i w23 = _mm512_adds_epi16(_mm512_packs_epi32(c[2], c[3]), z23);
-  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), mq);
+  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(_mm512_packs_epi32(c[0], c[1]), _mm512_packs_epi32(c[2], c[3])), mq);
   __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
   if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
   else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
   _mm_storeu_si128((__m128i *)dhi, _mm512_extracti32x4_epi32(_mm512_permutexvar_epi32(perm, b), 3));
 }
 
+/* pp: the part's parameters in the scratch (QP_* arrays Pa floats apart) */
 static inline __attribute__((always_inline)) void codes_avx512(const float *x, const uint16_t *x16, int64_t c0,
-                                                               int64_t n, float s, float z, float r, float thr,
-                                                               __m512i vmaxq, int lo, uint8_t *dst, const char *pf,
-                                                               int esz) {
-  const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r), vthr = _mm512_set1_ps(thr);
-  const __m512i vz = _mm512_set1_epi16((short)z);
+                                                               int64_t n, const float *pp, int64_t Pa, __m512i vmaxq,
+                                                               int lo, uint8_t *dst, const char *pf, int esz) {
+  const codes_k k = part_k(pp, Pa);
   if (x16) x16 += c0;
   else x += c0;
   int64_t i = 0;
   for (; i + 64 <= n; i += 64) {
     if (pf)
       for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
-    codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 64, 4, vs, vr, vthr, vz, vmaxq, lo, dst + (lo ? i / 2 : i));
+    codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 64, 4, &k, vmaxq, lo, dst + (lo ? i / 2 : i));
   }
   if (i < n) {
     int64_t left = n - i;
@@ -518,17 +551,17 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, c
     uint8_t *d = dst + (lo ? i / 2 : i);
     if ((left & 15) == 0) { /* whole vectors (the common splits: K/8, head_dim/8): constant masks and sizes */
       switch (left / 16) {
-        case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 16, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
-        case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 32, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
-        default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 48, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
+        case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 16, 1, &k, vmaxq, lo, d); break;
+        case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 32, 2, &k, vmaxq, lo, d); break;
+        default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, 48, 3, &k, vmaxq, lo, d); break;
       }
       return;
     }
     switch ((left + 15) / 16) {
-      case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 1, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 2, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      case 3: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 3, vs, vr, vthr, vz, vmaxq, lo, d); break;
-      default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 4, vs, vr, vthr, vz, vmaxq, lo, d); break;
+      case 1: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 1, &k, vmaxq, lo, d); break;
+      case 2: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 2, &k, vmaxq, lo, d); break;
+      case 3: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 3, &k, vmaxq, lo, d); break;
+      default: codes_step(x16 ? NULL : x + i, x16 ? x16 + i : NULL, left, 4, &k, vmaxq, lo, d); break;
     }
   }
 }
@@ -546,20 +579,19 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
   const char *src = f16 ? (const char *)x16 : (const char *)x32;
   const int64_t gb = group * esz; /* bytes of input per group */
   for (int64_t g = 0; g < G; g++, src += gb, dlo += lo_bpg, dhi += 16, sc += 2) {
-    const float *pl = sc; /* s, z, r, thr of the lo part Pa floats apart; the hi part's at sc + 1 */
+    /* the lo part's parameters at sc (QP_* arrays Pa floats apart), the hi part's at sc + 1 */
+    const codes_k kl = part_k(sc, Pa), kh = part_k(sc + 1, Pa);
     if (nlo == 64) {
       if (next)
         for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + b, _MM_HINT_T1);
-      codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, _mm512_set1_ps(pl[0]),
-                 _mm512_set1_ps(pl[2 * Pa]), _mm512_set1_ps(pl[3 * Pa]), _mm512_set1_epi16((short)pl[Pa]), maxq_lo, 1,
-                 dlo);
+      codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, &kl, maxq_lo, 1, dlo);
     } else if (nlo > 0) {
-      codes_avx512(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 0, nlo, pl[0], pl[Pa],
-                   pl[2 * Pa], pl[3 * Pa], maxq_lo, 1, dlo, next ? next + g * gb : NULL, esz);
+      codes_avx512(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 0, nlo, sc, Pa, maxq_lo, 1,
+                   dlo, next ? next + g * gb : NULL, esz);
     }
     if (next)
       for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + nlo * esz + b, _MM_HINT_T1);
-    codes_lo48_hi16(src + nlo * esz, f16, sc, Pa, maxq_lo, maxq_hi, dlo + nlo / 2, dhi, g + 1 < G);
+    codes_lo48_hi16(src + nlo * esz, f16, &kl, &kh, maxq_lo, maxq_hi, dlo + nlo / 2, dhi, g + 1 < G);
   }
 }
 
@@ -571,7 +603,7 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
                                                              float *sc, quant_fail *fail, const void *next,
                                                              const int f16) {
   const int64_t G = qp->ngroups, P = qp->nparts, Pa = qp->p_al;
-  float *ps = sc, *pz = ps + Pa, *pr = pz + Pa, *pt = pr + Pa, *vmn = pt + Pa, *vmx = vmn + 256;
+  float *ps = sc + QP_S * Pa, *pz = sc + QP_Z * Pa, *vmn = sc + QP_N * Pa, *vmx = vmn + 256;
   const __m512i maxq_lo = _mm512_set1_epi8((char)((1 << qp->bits_lo) - 1));
   const __m512i maxq_hi = _mm512_set1_epi8((char)((1 << qp->bits_hi) - 1));
   const int esz = f16 ? 2 : 4;
@@ -600,11 +632,11 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
       _mm512_store_ps(vmn + 16 * (p - p0), _mm512_setzero_ps());
       _mm512_store_ps(vmx + 16 * (p - p0), _mm512_setzero_ps());
     }
-    if (!params16(vmn, vmx, f16, qp->clip, qp->maxq16, ps + p0, pz + p0, pr + p0, pt + p0)) {
+    if (!params16(vmn, vmx, f16, qp->clip, qp->maxq16, sc + p0, Pa)) {
       /* a degenerate scale in this block (f32 input, or f16 with a tiny clip): its parts one by one, in row
        * order, to report the first (the blocks before this one had none) */
       for (int64_t p = p0; p < p1; p++) {
-        float mn, mx, pp[4];
+        float mn, mx, pp[2];
         if (f16) {
           const uint16_t *bn = (const uint16_t *)(vmn + 16 * (p - p0)), *bx = (const uint16_t *)(vmx + 16 * (p - p0));
           uint16_t un = 0x8000;
@@ -656,12 +688,12 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
     part_of(qp, p, &c0, &n, &bits, &hi);
     int64_t g = qp->ppg == 2 ? p >> 1 : p;
     if (hi) {
-      codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
+      codes_avx512(x32, x16, c0, n, sc + p, Pa, maxq_hi, 0, out->q_hi + m * out->ld_hi + g * qp->r,
                    (const char *)next, esz);
       out->scale_hi[m * G + g] = ps[p];
       out->zero_hi[m * G + g] = (int32_t)pz[p];
     } else {
-      codes_avx512(x32, x16, c0, n, ps[p], pz[p], pr[p], pt[p], maxq_lo, 1,
+      codes_avx512(x32, x16, c0, n, sc + p, Pa, maxq_lo, 1,
                    out->q_lo + m * out->ld_lo + g * qp->lo_bpg, (const char *)next, esz);
       out->scale_lo[m * G + g] = ps[p];
       out->zero_lo[m * G + g] = (int32_t)pz[p];
@@ -692,7 +724,7 @@ int resq_cpu_quant_row(const quant_plan *qp, const float *x32, const uint16_t *x
   float *ps = sc, *pz = sc + qp->p_al;
   /* pass 1: every scale of the row before anything is written */
   for (int64_t p = 0; p < P; p++) {
-    float mn, mx, pp[4];
+    float mn, mx, pp[2];
     part_of(qp, p, &c0, &n, &bits, &hi);
 #if RESQ_CPU_X86
     if (qp->avx2) minmax_avx2(x32, x16, c0, n, &mn, &mx);
