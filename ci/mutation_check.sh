@@ -60,8 +60,9 @@ cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q 
 cpu_gemm_group_scale_of_group0_avx512~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~    const float *xs = (hi ? a->xs_hi : a->xs_lo) + tm->g, *ws = hi ? a->ws_hi : a->ws_lo;~~    const float *xs = (hi ? a->xs_hi : a->xs_lo), *ws = hi ? a->ws_hi : a->ws_lo;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
-cpu_quant_truncate_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)~~_mm512_cvt_roundps_epi32(q[j], _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
-cpu_quant_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~if (_mm512_cmp_ps_mask(_mm512_abs_ps(t), vthr, _CMP_GE_OQ)) {~~if (0 && _mm512_cmp_ps_mask(_mm512_abs_ps(t), vthr, _CMP_GE_OQ)) {
+cpu_quant_truncate_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_fmadd_round_ps(v, k->r, k->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)~~_mm512_fmadd_round_ps(v, k->r, k->m, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+cpu_quant_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  *near |= _mm512_testn_epi32_mask(u, k->t);~~  *near |= 0 & _mm512_testn_epi32_mask(u, k->t);
+cpu_quant_logical_shift_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~return _mm512_sra_epi32(u, k->sh);~~return _mm512_srl_epi32(u, k->sh);
 f16_round_ties_away~~F~~ref/src/dtype.c~~dtype~~  if (rem > half || (rem == half && (q & 1u))) q++;~~  if (rem >= half) q++;
 hadamard_descending_strides~~F~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~    for (int64_t h = 1; h < m; h <<= 1)~~    for (int64_t h = m / 2; h >= 1; h >>= 1)
 gemm_epilogue_hi_first~~F~~ref/src/resq_gemm_q4q8_f16__ref.c~~gemm~~      for (int part = 0; part < 2; part++)~~      for (int part = 1; part >= 0; part--)
