@@ -60,7 +60,7 @@ cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q 
 cpu_gemm_group_scale_of_group0_avx512~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~    const float *xs = (hi ? a->xs_hi : a->xs_lo) + tm->g, *ws = hi ? a->ws_hi : a->ws_lo;~~    const float *xs = (hi ? a->xs_hi : a->xs_lo), *ws = hi ? a->ws_hi : a->ws_lo;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
-cpu_quant_truncate_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_fmadd_round_ps(v, k->r, k->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)~~_mm512_fmadd_round_ps(v, k->r, k->m, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC)
+cpu_quant_floor_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_sub_epi32(mbits, _mm512_sllv_epi32(one_i, _mm512_sub_epi32(sh, one_i)))~~_mm512_sub_epi32(mbits, _mm512_setzero_si512())
 cpu_quant_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  *near |= _mm512_testn_epi32_mask(u, k->t);~~  *near |= 0 & _mm512_testn_epi32_mask(u, k->t);
 cpu_quant_logical_shift_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~return _mm512_sra_epi32(u, k->sh);~~return _mm512_srl_epi32(u, k->sh);
 f16_round_ties_away~~F~~ref/src/dtype.c~~dtype~~  if (rem > half || (rem == half && (q & 1u))) q++;~~  if (rem >= half) q++;
