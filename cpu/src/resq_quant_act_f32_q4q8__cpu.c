@@ -402,6 +402,8 @@ typedef struct codes_k {
   __m128i sh;
 } codes_k;
 
+/* M and T follow from sh, but they are stored by params16 (16 parts per vector) rather than derived
+ * here, which runs once per part: per group of 128 channels twice */
 static inline __attribute__((always_inline)) codes_k part_k(const float *pp, int64_t Pa) {
   codes_k k;
   const int32_t *pi = (const int32_t *)pp;
@@ -460,8 +462,9 @@ static inline __attribute__((always_inline)) __m512i fixed_codes(__m512 v, const
  * past nv are zero (not computed), their codes are never stored.
  *
  * Measured on the Zen 4 guest against the float tie test it replaces
- * (vmulps, vreduceps, vrangeps, vcvtps2dq: 9 more zmm operations per step,
- * most on the add pipes): an isolated copy of the 4-bit step 18.7 against
+ * (vmulps, vreduceps, vrangeps, vcvtps2dq, vpaddsw: 30 zmm operations per
+ * step against 27, 12 of them on Zen 4's add pipes, 4 vreduceps at half rate;
+ * here none but the f16 conversions): an isolated copy of the 4-bit step 18.7 against
  * 24.6 cycles per 64 codes (cpu/README). */
 static inline __attribute__((always_inline)) void codes_step(const float *x, const uint16_t *x16, int64_t left,
                                                              int nv, const codes_k *k, __m512i vmaxq, int lo,
