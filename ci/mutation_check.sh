@@ -61,7 +61,9 @@ cpu_gemm_group_scale_of_group0_avx512~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gem
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
 cpu_quant_floor_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_sub_epi32(mbits, _mm512_sllv_epi32(one_i, _mm512_sub_epi32(sh, one_i)))~~_mm512_sub_epi32(mbits, _mm512_setzero_si512())
-cpu_quant_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  *near |= _mm512_testn_epi32_mask(u, k->t);~~  *near |= 0 & _mm512_testn_epi32_mask(u, k->t);
+cpu_quant_lo16_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~    near |= _mm512_testn_epi32_mask(y[j], k->t);~~    near |= 0 & _mm512_testn_epi32_mask(y[j], k->t);
+cpu_quant_lo16_no_half_offset_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.5f)),~~_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.0f)),
+cpu_quant_no_tie_fallback_general_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  *near |= _mm512_testn_epi32_mask(u, k->t);~~  *near |= 0 & _mm512_testn_epi32_mask(u, k->t);
 cpu_quant_logical_shift_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~return _mm512_sra_epi32(u, k->sh);~~return _mm512_srl_epi32(u, k->sh);
 f16_round_ties_away~~F~~ref/src/dtype.c~~dtype~~  if (rem > half || (rem == half && (q & 1u))) q++;~~  if (rem >= half) q++;
 hadamard_descending_strides~~F~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~    for (int64_t h = 1; h < m; h <<= 1)~~    for (int64_t h = m / 2; h >= 1; h >>= 1)

@@ -329,6 +329,9 @@ RESQ_TRANSPOSE_REDUCE(reduce16_maxu16, RESQ_MAXU16)
 #undef RESQ_MAXS16
 #undef RESQ_MAXU16
 
+/* bits(192.0f): C of the folded form (params16, codes_step_lo16); its low 16 bits are zero */
+#define RESQ_BITS_192 0x43400000
+
 /* params() for 16 parts at once: the same fp32 operations in the same order,
  * one lane per part, to pp[QP_S] and pp[QP_Z] (pp: the block's first part,
  * arrays Pa floats apart), plus the constants of codes_step's fixed-point
@@ -339,6 +342,9 @@ RESQ_TRANSPOSE_REDUCE(reduce16_maxu16, RESQ_MAXU16)
  * has an ulp of 2^-sh; C = bits(M) - 2^(sh - 1) - 1 - z * 2^sh; T = 2^sh - 4.
  * A part with Q >= 2^18 (sh would be < 3) or a non-finite Q (1/s overflowed:
  * s below 2^-128) gets T = 0, which sends every step of it to the division.
+ * A part with Q < 32 and z in [0, 31] (every 4-bit part with clip >= 1/2)
+ * gets the folded form instead: sh = 16, z in M, C = bits(192) (below; the
+ * general steps read it the same way, codes_step_lo16 relies on it).
  * Returns 0 if a lane's scale is degenerate (the caller then finds and
  * reports the first one with params()). */
 static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, int f16, float clip,
@@ -376,6 +382,18 @@ static inline __attribute__((always_inline)) int params16(const float *vmn, cons
                                   _mm512_set1_epi32(0x400000));
   __m512i c = _mm512_sub_epi32(_mm512_sub_epi32(mbits, _mm512_sllv_epi32(one_i, _mm512_sub_epi32(sh, one_i))),
                                _mm512_add_epi32(one_i, _mm512_sllv_epi32(_mm512_cvttps_epi32(z), sh)));
+  /* the folded form (codes_step_lo16): sh = 16 (valid: Q (1 + 2^-19) < 2^5 gives a natural sh >= 16, and a
+   * smaller sh keeps the bound), z and the half-unit offset moved into M = 192 + z + 2^-1 + 2^-16 (exact: a
+   * multiple of 2^-16 in [128, 256), the binade of 192, whose ulp is 2^-16), C = bits(192). Then u = bits(y) -
+   * C = j + z 2^16 + 2^15 + 1, as in the general form, and y stays in the binade: |x r + z + 1/2| < 32 + 31.5 */
+  const __mmask16 f16k = ok & _mm512_cmp_ps_mask(qm, _mm512_set1_ps(32.0f), _CMP_LT_OQ) &
+                         _mm512_cmp_ps_mask(z, zero, _CMP_GE_OQ) & _mm512_cmp_ps_mask(z, _mm512_set1_ps(31.0f), _CMP_LE_OQ);
+  sh = _mm512_mask_blend_epi32(f16k, sh, _mm512_set1_epi32(16));
+  mbits = _mm512_mask_blend_epi32(
+      f16k, mbits,
+      _mm512_castps_si512(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.5f)),
+                                        _mm512_set1_ps(0x1p-16f))));
+  c = _mm512_mask_blend_epi32(f16k, c, _mm512_set1_epi32(RESQ_BITS_192));
   __m512i t = _mm512_maskz_sub_epi32(ok, _mm512_sllv_epi32(one_i, sh), _mm512_set1_epi32(4));
   _mm512_store_ps(pp + QP_S * Pa, s);
   _mm512_store_ps(pp + QP_Z * Pa, z);
@@ -400,6 +418,7 @@ typedef struct codes_k {
   __m512 s, r, m;
   __m512i c, t, z;
   __m128i sh;
+  int folded; /* params16's folded form: codes_step_lo16 may be used */
 } codes_k;
 
 /* M and T follow from sh, but they are stored by params16 (16 parts per vector) rather than derived
@@ -414,6 +433,8 @@ static inline __attribute__((always_inline)) codes_k part_k(const float *pp, int
   k.t = _mm512_set1_epi32(pi[QP_T * Pa]);
   k.z = _mm512_set1_epi32((int32_t)pp[QP_Z * Pa]);
   k.sh = _mm_cvtsi32_si128(pi[QP_SH * Pa]);
+  /* a general C is never bits(192): it is -(2^(sh-1) + 1) mod 2^sh (bits(M) and z 2^sh are multiples of 2^sh) */
+  k.folded = pi[QP_C * Pa] == RESQ_BITS_192;
   return k;
 }
 
@@ -499,6 +520,52 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
   }
 }
 
+/* codes_step for 64 lo (4-bit) codes of a part in the folded form (params16:
+ * sh = 16, M = 192 + z + 2^-1 + 2^-16, C = bits(192)), 9 zmm operations fewer.
+ * u = bits(y) - bits(192) is the general form's u (same j, same z 2^16 +
+ * 2^15 + 1), so the codes and the near-tie flags are codes_step's, bit for
+ * bit. Because the low 16 bits of bits(192) are zero: w = u mod 2^16 is the
+ * low word of bits(y) (the tie test needs no subtraction), and the code
+ * floor(u / 2^16) is the high word of bits(y) minus 0x4340, the high word of
+ * bits(192), exactly as int16 (|code| < 32 + 32). So two vpermt2w gather the
+ * high words of the four vectors into two (channels 0-31, 32-63) in place of
+ * 4 vpsubd, 4 vpsrad and 2 vpackssdw; two vpsubw remove the offset. The
+ * division fallback writes its codes in the same form, (code + 0x4340) << 16
+ * (no overflow: |x / s| <= Q (1 + 3 2^-24) < 32 and z <= 31 here, so
+ * |code| < 64). Then as in codes_step: vpackuswb clamps to
+ * [0, 255] (per 128-bit lane: byte 16L + t is channel 8L + t for t < 8 and
+ * 32 + 8L + t - 8 for t >= 8), vpminub to maxq, vpmaddubsw joins channel
+ * pairs, vpermd (D <- 4 (D/2) + D%2 for D < 8, 4 ((D-8)/2) + 2 + D%2 after)
+ * and vpmovwb put the 32 nibble bytes in order. */
+static inline __attribute__((always_inline)) void codes_step_lo16(const void *src, const int f16, const codes_k *k,
+                                                                  __m512i vmaxq, uint8_t *dst) {
+  const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
+  const __m512i perm = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  /* word i <- word 2i + 1 of (a, b): the high words, a's dwords then b's (index bit 5 selects b) */
+  const __m512i hiw = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                       23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  const __m512i base = _mm512_set1_epi16(RESQ_BITS_192 >> 16);
+  __m512 v[4];
+  __m512i y[4];
+  __mmask16 near = 0;
+  for (int j = 0; j < 4; j++) {
+    v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
+               : _mm512_loadu_ps((const float *)src + 16 * j);
+    y[j] = _mm512_castps_si512(_mm512_fmadd_round_ps(v[j], k->r, k->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    near |= _mm512_testn_epi32_mask(y[j], k->t);
+  }
+  if (near)
+    for (int j = 0; j < 4; j++)
+      y[j] = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(rint_div(v[j], k->s), k->z),
+                                                _mm512_set1_epi32(RESQ_BITS_192 >> 16)),
+                               16);
+  __m512i w01 = _mm512_sub_epi16(_mm512_permutex2var_epi16(y[0], hiw, y[1]), base);
+  __m512i w23 = _mm512_sub_epi16(_mm512_permutex2var_epi16(y[2], hiw, y[3]), base);
+  __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), vmaxq);
+  _mm256_storeu_si256((__m256i *)dst,
+                      _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join))));
+}
+
 /* The last 64 channels of a group whose lo part ends in 48 channels and whose
  * hi part has 16 (groups of 128 with r = 16, the per-head KV case): one step
  * for both parts instead of a 3-vector lo step and a 1-vector hi step. Vectors
@@ -542,6 +609,12 @@ static inline __attribute__((always_inline)) void codes_avx512(const float *x, c
   if (x16) x16 += c0;
   else x += c0;
   int64_t i = 0;
+  if (lo && k.folded)
+    for (; i + 64 <= n; i += 64) {
+      if (pf)
+        for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
+      codes_step_lo16(x16 ? (const void *)(x16 + i) : (const void *)(x + i), x16 != NULL, &k, vmaxq, dst + i / 2);
+    }
   for (; i + 64 <= n; i += 64) {
     if (pf)
       for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(pf + (c0 + i) * esz + b, _MM_HINT_T1);
@@ -587,7 +660,10 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
     if (nlo == 64) {
       if (next)
         for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + b, _MM_HINT_T1);
-      codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, &kl, maxq_lo, 1, dlo);
+      if (kl.folded)
+        codes_step_lo16(src, f16, &kl, maxq_lo, dlo);
+      else
+        codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, &kl, maxq_lo, 1, dlo);
     } else if (nlo > 0) {
       codes_avx512(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 0, nlo, sc, Pa, maxq_lo, 1,
                    dlo, next ? next + g * gb : NULL, esz);
