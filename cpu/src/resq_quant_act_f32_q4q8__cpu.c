@@ -386,14 +386,14 @@ static inline __attribute__((always_inline)) int params16(const float *vmn, cons
    * smaller sh keeps the bound), z and the half-unit offset moved into M = 192 + z + 2^-1 + 2^-16 (exact: a
    * multiple of 2^-16 in [128, 256), the binade of 192, whose ulp is 2^-16), C = bits(192). Then u = bits(y) -
    * C = j + z 2^16 + 2^15 + 1, as in the general form, and y stays in the binade: |x r + z + 1/2| < 32 + 31.5 */
-  const __mmask16 f16k = ok & _mm512_cmp_ps_mask(qm, _mm512_set1_ps(32.0f), _CMP_LT_OQ) &
+  const __mmask16 fold = ok & _mm512_cmp_ps_mask(qm, _mm512_set1_ps(32.0f), _CMP_LT_OQ) &
                          _mm512_cmp_ps_mask(z, zero, _CMP_GE_OQ) & _mm512_cmp_ps_mask(z, _mm512_set1_ps(31.0f), _CMP_LE_OQ);
-  sh = _mm512_mask_blend_epi32(f16k, sh, _mm512_set1_epi32(16));
+  sh = _mm512_mask_blend_epi32(fold, sh, _mm512_set1_epi32(16));
   mbits = _mm512_mask_blend_epi32(
-      f16k, mbits,
+      fold, mbits,
       _mm512_castps_si512(_mm512_add_ps(_mm512_add_ps(_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.5f)),
                                         _mm512_set1_ps(0x1p-16f))));
-  c = _mm512_mask_blend_epi32(f16k, c, _mm512_set1_epi32(RESQ_BITS_192));
+  c = _mm512_mask_blend_epi32(fold, c, _mm512_set1_epi32(RESQ_BITS_192));
   __m512i t = _mm512_maskz_sub_epi32(ok, _mm512_sllv_epi32(one_i, sh), _mm512_set1_epi32(4));
   _mm512_store_ps(pp + QP_S * Pa, s);
   _mm512_store_ps(pp + QP_Z * Pa, z);
@@ -521,7 +521,7 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
 }
 
 /* codes_step for 64 lo (4-bit) codes of a part in the folded form (params16:
- * sh = 16, M = 192 + z + 2^-1 + 2^-16, C = bits(192)), 9 zmm operations fewer.
+ * sh = 16, M = 192 + z + 2^-1 + 2^-16, C = bits(192)), 6 zmm operations fewer.
  * u = bits(y) - bits(192) is the general form's u (same j, same z 2^16 +
  * 2^15 + 1), so the codes and the near-tie flags are codes_step's, bit for
  * bit. Because the low 16 bits of bits(192) are zero: w = u mod 2^16 is the
@@ -529,7 +529,8 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
  * floor(u / 2^16) is the high word of bits(y) minus 0x4340, the high word of
  * bits(192), exactly as int16 (|code| < 32 + 32). So two vpermt2w gather the
  * high words of the four vectors into two (channels 0-31, 32-63) in place of
- * 4 vpsubd, 4 vpsrad and 2 vpackssdw; two vpsubw remove the offset. The
+ * 4 vpsubd, 4 vpsrad and 2 vpackssdw; two vpsubw remove the offset (10
+ * operations replaced by 4). The
  * division fallback writes its codes in the same form, (code + 0x4340) << 16
  * (no overflow: |x / s| <= Q (1 + 3 2^-24) < 32 and z <= 31 here, so
  * |code| < 64). Then as in codes_step: vpackuswb clamps to
