@@ -698,7 +698,13 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
    * after the whole row (alternating calls at 2048 rows of K = 4096, groups of 128: see cpu/README). */
   for (int64_t p0 = 0; p0 < Pa; p0 += 16) {
     const int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
-    if (f16 && joint) {
+    if (f16 && joint && qp->lpg == 112 && p1 == p0 + 16) {
+      /* groups of 128, a whole block of 8: constant sizes and strides, so the group's loop and its
+       * bounds disappear (alternating calls, 256 rows of K = 4096 in cache, 1 thread: 0.96-0.97x the time) */
+      for (int64_t p = p0; p < p0 + 16; p += 2)
+        minmax_lo48_hi16_f16(x16 + (p >> 1) * 128, 112, vmn + 16 * (p - p0), vmx + 16 * (p - p0),
+                             vmn + 16 * (p - p0 + 1), vmx + 16 * (p - p0 + 1));
+    } else if (f16 && joint) {
       for (int64_t p = p0; p < p1; p += 2)
         minmax_lo48_hi16_f16(x16 + (p >> 1) * qp->group, qp->lpg, vmn + 16 * (p - p0), vmx + 16 * (p - p0),
                              vmn + 16 * (p - p0 + 1), vmx + 16 * (p - p0 + 1));
