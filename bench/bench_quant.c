@@ -15,6 +15,8 @@
  *   packed 4-bit codes (0.5 byte each) + r bytes of 8-bit codes + 8 bytes
  *   (fp32 scale + int32 zero point) for each non-empty part.
  *   memcpy/bytes:<ceil(bytes/2)>   the same number of bytes through memcpy.
+ *   Counter paired_vs_memcpy (CPU backend): the same ratio from alternating
+ *   pairs of calls (bench_stage_common.h).
  *
  * Before timing, every output (codes, scales, zeros) must equal the
  * reference's bit for bit (ref/CONTRACT.md sections 3 and 5; for the reference
@@ -138,6 +140,20 @@ static resq_status fused_ref(const resq_qact_params *p, int64_t rows, const uint
   return s;
 }
 
+/* one timed call for rb_paired_vs_memcpy */
+typedef struct quant_call_ctx {
+  int backend;
+  const resq_qact_params *p;
+  int64_t rows;
+  const uint16_t *x;
+  const int8_t *signs;
+  const resq_qact *q;
+} quant_call_ctx;
+static void quant_call(const void *ctx) {
+  const quant_call_ctx *c = (const quant_call_ctx *)ctx;
+  run(c->backend, c->p, c->rows, c->x, c->signs, c->q);
+}
+
 static void bm_quant(resq_bench_state *st, const void *params) {
   const int backend = *(const int *)params;
   const int64_t K = resq_bench_arg(st, 0), group = resq_bench_arg(st, 1), r = resq_bench_arg(st, 2),
@@ -198,6 +214,13 @@ static void bm_quant(resq_bench_state *st, const void *params) {
   while (resq_bench_keep_running(st, 1)) run(backend, &p, rows, x, signs, &b.q);
   int64_t bytes = quant_bytes(&p, &L, rows);
   resq_bench_counter(st, "bytes", (double)bytes, RESQ_CTR_RATE);
+  if (backend != B_REF) { /* the optimized stages' targets are ratios to memcpy: also measured in pairs */
+    const quant_call_ctx c = {backend, &p, rows, x, signs, &b.q};
+    char id[96];
+    snprintf(id, sizeof id, "%s/%lld/%lld/%lld/%lld", g_family[backend], (long long)K, (long long)group, (long long)r,
+             (long long)rows);
+    rb_paired_vs_memcpy(st, id, bytes, quant_call, &c);
+  }
   resq_bench_label(st, "baseline=memcpy/bytes:%lld", (long long)((bytes + 1) / 2));
 out:
   rb_free(x);

@@ -12,6 +12,7 @@
 #define RESQ_BENCH_STAGE_COMMON_H
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench_util.h"
@@ -53,6 +54,92 @@ static int64_t rb_register_memcpy(int64_t stage_bytes) {
   if (ndone < RB_MAX_MEMCPY) done[ndone++] = b;
   resq_bench_register_args("memcpy", rb_bm_memcpy, NULL, 0, RESQ_BENCH_REAL_TIME, names, &b, 1);
   return b;
+}
+
+/* The paired ratio: counter "paired_vs_memcpy" = the median over n pairs of
+ * t(memcpy of B bytes) / t(stage call), B = ceil(stage_bytes / 2): stage
+ * speed / memcpy speed, as run_all's vs_memcpy, but with the two sides of each
+ * pair measured within milliseconds of each other instead of in two
+ * benchmarks minutes apart; "paired_q1" / "paired_q3" are the quartiles of the
+ * n ratios, so the report shows how much the host moved a single pair. The
+ * side that goes first alternates, and each timed call follows one untimed
+ * call of its own side. Where the two working sets together exceed the LLC
+ * (2048 rows of K = 4096: 21 + 21 MB against 32 MiB of L3) that untimed call
+ * does not restore either side's back-to-back state fully, so there the
+ * paired figure measures a partly colder cache than the two loops do.
+ * n: as many pairs as fit in RB_PAIRED_S seconds, odd, 5 to 201. Measured
+ * once per process and configuration (key: the caller's id) and reported by
+ * every invocation, because Google Benchmark calls a benchmark several times
+ * per repetition to size its loop. Counter "paired_n" = n. The stage calls of
+ * the CPU backend use every thread of its pool, the memcpy one, as in the
+ * benchmarks compared. */
+#define RB_PAIRED_S 0.25
+#define RB_MAX_PAIRED 512
+typedef void (*rb_stage_fn)(const void *ctx);
+static int rb_cmp_double(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t stage_bytes, rb_stage_fn call,
+                                const void *ctx) {
+  static char ids[RB_MAX_PAIRED][96];
+  static double med[RB_MAX_PAIRED], q1[RB_MAX_PAIRED], q3[RB_MAX_PAIRED];
+  static int npairs[RB_MAX_PAIRED], nids;
+  int slot = -1;
+  for (int i = 0; i < nids; i++)
+    if (strcmp(ids[i], id) == 0) slot = i;
+  if (slot < 0) {
+    const size_t bytes = (size_t)((stage_bytes + 1) / 2);
+    unsigned char *src = rb_alloc(bytes), *dst = rb_alloc(bytes);
+    double r[201];
+    if (!src || !dst || nids >= RB_MAX_PAIRED || strlen(id) >= sizeof ids[0]) {
+      rb_free(src);
+      rb_free(dst);
+      return; /* no counter: run_all leaves the column empty */
+    }
+    memset(src, 0x5a, bytes);
+    memset(dst, 0, bytes);
+    call(ctx);
+    memcpy(dst, src, bytes);
+    double t0 = rb_now();
+    call(ctx);
+    memcpy(dst, src, bytes);
+    const double t1 = rb_now() - t0;
+    int n = t1 > 0 ? (int)(RB_PAIRED_S / (2.0 * t1)) : 201;
+    if (n > 201) n = 201;
+    if (n < 5) n = 5;
+    n |= 1;
+    for (int i = 0; i < n; i++) {
+      double tm = 0, ts = 0;
+      for (int side = 0; side < 2; side++) {
+        if ((side ^ (i & 1)) == 0) {
+          memcpy(dst, src, bytes);
+          t0 = rb_now();
+          memcpy(dst, src, bytes);
+          tm = rb_now() - t0;
+        } else {
+          call(ctx);
+          t0 = rb_now();
+          call(ctx);
+          ts = rb_now() - t0;
+        }
+      }
+      r[i] = ts > 0 ? tm / ts : 0;
+    }
+    qsort(r, (size_t)n, sizeof r[0], rb_cmp_double);
+    rb_free(src);
+    rb_free(dst);
+    slot = nids++;
+    strcpy(ids[slot], id);
+    med[slot] = r[n / 2];
+    q1[slot] = r[n / 4];
+    q3[slot] = r[(3 * n) / 4];
+    npairs[slot] = n;
+  }
+  resq_bench_counter(st, "paired_vs_memcpy", med[slot], RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_q1", q1[slot], RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_q3", q3[slot], RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_n", (double)npairs[slot], RESQ_CTR_PLAIN);
 }
 
 #endif /* RESQ_BENCH_STAGE_COMMON_H */

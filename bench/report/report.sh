@@ -348,9 +348,14 @@ if have stages_vs_memcpy.tsv; then
   echo "outputs, packed 4-bit codes at 0.5 byte, scales and zero points included), so both move the same number of bytes."
   echo "\`vs memcpy\` = stage GB/s / memcpy GB/s. Before timing, the reference ran twice on the same input and gave"
   echo "identical bits. Small row counts run from cache; 2048 rows of 14336 f16 is 58 MiB."
+  echo "\`paired\` (optimized backends): the same ratio as the median over n alternating pairs of one memcpy and one"
+  echo "stage call, each after an untimed call of its own side, with the quartiles of the n pair ratios"
+  echo "(bench/bench_stage_common.h). A wide quartile range means the host moved single calls; \`vs memcpy\` far from"
+  echo "\`paired\` means it drifted between the two benchmarks. Where both working sets together exceed the LLC, a pair"
+  echo "runs from a colder cache than either back-to-back loop."
   echo
-  md "$T/stages_vs_memcpy.tsv" stage,backend,config,rows,time_us,GBps,memcpy_GBps,vs_memcpy,frac_read_bw \
-    "stage|backend|config|rows|time (us)|GB/s|memcpy GB/s|vs memcpy|fraction of read bandwidth"
+  md "$T/stages_vs_memcpy.tsv" stage,backend,config,rows,time_us,GBps,memcpy_GBps,vs_memcpy,paired_vs_memcpy,paired_q1,paired_q3,paired_n,frac_read_bw \
+    "stage|backend|config|rows|time (us)|GB/s|memcpy GB/s|vs memcpy|paired|q1|q3|n|fraction of read bandwidth"
   echo
   for c in stages_gbps stages_vs_memcpy; do [ -f "$T/charts/$c.png" ] && echo "![$c](charts/$c.png)" && echo; done
 fi

@@ -121,7 +121,7 @@ END {
     if (R[r, 7] != "ok" || base !~ /^memcpy(__[a-z0-9_]+)?\//) continue
     b = ((R[r, 1], base) in byprogname) ? byprogname[R[r, 1], base] : ""
     if (!ns++) print "stage", "backend", "config", "width", "rows", "time_us", "GBps", "memcpy_GBps", "vs_memcpy",
-                     "frac_read_bw", "memcpy" > f
+                     "frac_read_bw", "memcpy", "paired_vs_memcpy", "paired_q1", "paired_q3", "paired_n" > f
     config = R[r, 6]
     sub(/\/?rows:[0-9]+/, "", config)
     width = par(R[r, 6], "n") != "" ? par(R[r, 6], "n") : par(R[r, 6], "K")
@@ -129,7 +129,9 @@ END {
     den = (R[r, 5] ~ /cuda/) ? GBW : BW # GPU stages: the device copy bandwidth measured in the run
     mgb = b == "" ? "" : R[b, 12] / 1e9
     print R[r, 4], R[r, 5], config, width, par(R[r, 6], "rows"), g4(R[r, 9] / 1e3), g4(gb), g4(mgb),
-          (mgb == "" ? "" : g3(gb / mgb)), (den > 0 ? g3(R[r, 12] / den) : ""), base > f
+          (mgb == "" ? "" : g3(gb / mgb)), (den > 0 ? g3(R[r, 12] / den) : ""), base,
+          g3(ctr(R[r, 18], "paired_vs_memcpy")), g3(ctr(R[r, 18], "paired_q1")), g3(ctr(R[r, 18], "paired_q3")),
+          ctr(R[r, 18], "paired_n") > f
   }
 
   # ---- GEMMs

@@ -6,7 +6,8 @@
 #   - 3 repetitions with aggregates: the median aggregate is the value used;
 #   - a ResQ GEMM at 250 us against bf16 at 1000 us and int8 at 500 us in the
 #     same program: x bf16 = 4, x int8 = 2, same_process = yes;
-#   - a stage moving 2e9 B/s against a memcpy of the same bytes at 8e9 B/s: 0.25;
+#   - a stage moving 2e9 B/s against a memcpy of the same bytes at 8e9 B/s: 0.25,
+#     and its paired ratio counter carried to the table;
 #   - "skipped: ..." errors are skips (with the reason), other errors failures;
 #   - RESQ_BENCH_ONCE names (/iterations:1/repeats:1) are stripped;
 #   - runs of interleaved repetitions come out in registration order;
@@ -74,7 +75,7 @@ json "$W/raw/bench_gemm_cpu.json" '    "resq_layers_N64_K64": "toy:q_proj",' \
   "$(bm $G aggregate cv 0 0.05 "$c" "")"
 json "$W/raw/bench_quant.json" "" \
   "$(bm memcpy/bytes:1000/real_time iteration "" 0 1 'bytes=8.0e9' "")" \
-  "$(bm quant_act_f16_q4q8__cpu/K:64/group:64/r:8/rows:1/real_time iteration "" 0 4 'bytes=2.0e9' "baseline=memcpy/bytes:1000")" \
+  "$(bm quant_act_f16_q4q8__cpu/K:64/group:64/r:8/rows:1/real_time iteration "" 0 4 'bytes=2.0e9 paired_vs_memcpy=0.3 paired_q1=0.2 paired_q3=0.4 paired_n=11' "baseline=memcpy/bytes:1000")" \
   "$(bm hadamard_f16__cuda/n:64/rows:1/manual_time iteration "" 0 0 "" "" "skipped: no usable GPU: test")" \
   "$(bm quant_act_f16_q4q8__ref/K:64/group:64/r:8/rows:1/real_time iteration "" 0 0 "" "" "wrong result at row 0")"
 json "$W/raw/bench_pca_gptq.json" "" \
@@ -106,6 +107,9 @@ check "ResQ GEMM cv" "$(col "$W/results.tsv" 'gemm_q4q8' cv)" 0.050000
 check "speedup.tsv peer row" "$(col "$W/speedup.tsv" 'gemm_q4q8.*peer' speedup)" 2
 check "fraction of in-process probe" "$(col "$W/gemm.tsv" 'gemm_q4q8' frac_probe)" 0.5
 check "stage vs memcpy" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' vs_memcpy)" 0.25
+check "stage vs memcpy, paired" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' paired_vs_memcpy)" 0.3
+check "stage pairs" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' paired_n)" 11
+check "stage pairs, upper quartile" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' paired_q3)" 0.4
 check "skip status" "$(col "$W/skipped.tsv" 'hadamard_f16__cuda' status)" skipped
 check "skip reason" "$(col "$W/skipped.tsv" 'hadamard_f16__cuda' reason)" "no usable GPU: test"
 check "error status" "$(col "$W/skipped.tsv" 'quant_act_f16_q4q8__ref' status)" error
