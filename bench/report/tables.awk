@@ -131,7 +131,7 @@ END {
     print R[r, 4], R[r, 5], config, width, par(R[r, 6], "rows"), g4(R[r, 9] / 1e3), g4(gb), g4(mgb),
           (mgb == "" ? "" : g3(gb / mgb)), (den > 0 ? g3(R[r, 12] / den) : ""), base,
           g3(ctr(R[r, 18], "paired_vs_memcpy")), g3(ctr(R[r, 18], "paired_q1")), g3(ctr(R[r, 18], "paired_q3")),
-          ctr(R[r, 18], "paired_n") > f
+          (ctr(R[r, 18], "paired_n") == "" ? "" : sprintf("%d", ctr(R[r, 18], "paired_n") + 0)) > f
   }
 
   # ---- GEMMs

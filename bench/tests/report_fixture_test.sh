@@ -75,7 +75,7 @@ json "$W/raw/bench_gemm_cpu.json" '    "resq_layers_N64_K64": "toy:q_proj",' \
   "$(bm $G aggregate cv 0 0.05 "$c" "")"
 json "$W/raw/bench_quant.json" "" \
   "$(bm memcpy/bytes:1000/real_time iteration "" 0 1 'bytes=8.0e9' "")" \
-  "$(bm quant_act_f16_q4q8__cpu/K:64/group:64/r:8/rows:1/real_time iteration "" 0 4 'bytes=2.0e9 paired_vs_memcpy=0.3 paired_q1=0.2 paired_q3=0.4 paired_n=11' "baseline=memcpy/bytes:1000")" \
+  "$(bm quant_act_f16_q4q8__cpu/K:64/group:64/r:8/rows:1/real_time iteration "" 0 4 'bytes=2.0e9 paired_vs_memcpy=0.3 paired_q1=0.2 paired_q3=0.4 paired_n=1.1000000000000000e+01' "baseline=memcpy/bytes:1000")" \
   "$(bm hadamard_f16__cuda/n:64/rows:1/manual_time iteration "" 0 0 "" "" "skipped: no usable GPU: test")" \
   "$(bm quant_act_f16_q4q8__ref/K:64/group:64/r:8/rows:1/real_time iteration "" 0 0 "" "" "wrong result at row 0")"
 json "$W/raw/bench_pca_gptq.json" "" \
