@@ -53,9 +53,9 @@ typedef struct had_call_ctx {
   void *work;
   size_t ws;
 } had_call_ctx;
-static void had_call(const void *ctx) {
+static resq_status had_call(const void *ctx) {
   const had_call_ctx *c = (const had_call_ctx *)ctx;
-  run(c->backend, c->rows, c->n, c->x, c->y, c->signs, c->work, c->ws);
+  return run(c->backend, c->rows, c->n, c->x, c->y, c->signs, c->work, c->ws);
 }
 
 static void bm_hadamard(resq_bench_state *st, const void *params) {

@@ -149,9 +149,9 @@ typedef struct quant_call_ctx {
   const int8_t *signs;
   const resq_qact *q;
 } quant_call_ctx;
-static void quant_call(const void *ctx) {
+static resq_status quant_call(const void *ctx) {
   const quant_call_ctx *c = (const quant_call_ctx *)ctx;
-  run(c->backend, c->p, c->rows, c->x, c->signs, c->q);
+  return run(c->backend, c->p, c->rows, c->x, c->signs, c->q);
 }
 
 static void bm_quant(resq_bench_state *st, const void *params) {

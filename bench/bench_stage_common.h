@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "resq/status.h"
 #include "resq_bench.h"
 
 static void rb_bm_memcpy(resq_bench_state *st, const void *params) {
@@ -71,11 +72,12 @@ static int64_t rb_register_memcpy(int64_t stage_bytes) {
  * once per process and configuration (key: the caller's id) and reported by
  * every invocation, because Google Benchmark calls a benchmark several times
  * per repetition to size its loop. Counter "paired_n" = n. The stage calls of
- * the CPU backend use every thread of its pool, the memcpy one, as in the
- * benchmarks compared. */
+ * the CPU backend use every thread of its pool and the memcpy runs on one, as
+ * in the two benchmarks compared. A stage call that fails (it passed the same
+ * call's check just before) ends the pairing with an error. */
 #define RB_PAIRED_S 0.25
 #define RB_MAX_PAIRED 512
-typedef void (*rb_stage_fn)(const void *ctx);
+typedef resq_status (*rb_stage_fn)(const void *ctx); /* one stage call; RESQ_OK or its failure */
 static int rb_cmp_double(const void *a, const void *b) {
   const double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -99,17 +101,17 @@ static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t st
     }
     memset(src, 0x5a, bytes);
     memset(dst, 0, bytes);
-    call(ctx);
+    resq_status bad = call(ctx);
     memcpy(dst, src, bytes);
     double t0 = rb_now();
-    call(ctx);
+    bad = bad ? bad : call(ctx);
     memcpy(dst, src, bytes);
     const double t1 = rb_now() - t0;
     int n = t1 > 0 ? (int)(RB_PAIRED_S / (2.0 * t1)) : 201;
     if (n > 201) n = 201;
     if (n < 5) n = 5;
     n |= 1;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n && !bad; i++) {
       double tm = 0, ts = 0;
       for (int side = 0; side < 2; side++) {
         if ((side ^ (i & 1)) == 0) {
@@ -118,17 +120,22 @@ static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t st
           memcpy(dst, src, bytes);
           tm = rb_now() - t0;
         } else {
-          call(ctx);
+          bad = call(ctx);
           t0 = rb_now();
-          call(ctx);
+          bad = bad ? bad : call(ctx);
           ts = rb_now() - t0;
         }
       }
       r[i] = ts > 0 ? tm / ts : 0;
     }
-    qsort(r, (size_t)n, sizeof r[0], rb_cmp_double);
     rb_free(src);
     rb_free(dst);
+    if (bad) {
+      resq_bench_error(st, "%s: a stage call of the paired measurement failed: %s: %s", id, resq_status_name(bad),
+                       resq_last_error());
+      return;
+    }
+    qsort(r, (size_t)n, sizeof r[0], rb_cmp_double);
     slot = nids++;
     strcpy(ids[slot], id);
     med[slot] = r[n / 2];
