@@ -415,23 +415,30 @@ static inline __attribute__((always_inline)) __m512i rint_div(__m512 v, __m512 v
 
 /* One part's constants for codes_step, broadcast (params16 has their meaning) */
 typedef struct codes_k {
-  __m512 s, r, m;
-  __m512i c, t, z;
+  __m512 r, m;
+  __m512i c, t;
   __m128i sh;
-  int folded; /* params16's folded form: codes_step_lo16 may be used */
+  int folded;       /* params16's folded form: codes_step_lo16 may be used */
+  const float *pp;  /* s and z, read only by the division fallback (k_s, k_z): the stores of */
+  int64_t Pa;       /* the codes may alias the scratch, so broadcasts made up front could not be sunk */
 } codes_k;
+
+static inline __attribute__((always_inline)) __m512 k_s(const codes_k *k) { return _mm512_set1_ps(k->pp[QP_S * k->Pa]); }
+static inline __attribute__((always_inline)) __m512i k_z(const codes_k *k) {
+  return _mm512_set1_epi32((int32_t)k->pp[QP_Z * k->Pa]);
+}
 
 /* M and T follow from sh, but they are stored by params16 (16 parts per vector) rather than derived
  * here, which runs once per part: per group of 128 channels twice */
 static inline __attribute__((always_inline)) codes_k part_k(const float *pp, int64_t Pa) {
   codes_k k;
   const int32_t *pi = (const int32_t *)pp;
-  k.s = _mm512_set1_ps(pp[QP_S * Pa]);
+  k.pp = pp;
+  k.Pa = Pa;
   k.r = _mm512_set1_ps(pp[QP_R * Pa]);
   k.m = _mm512_castsi512_ps(_mm512_set1_epi32(pi[QP_M * Pa]));
   k.c = _mm512_set1_epi32(pi[QP_C * Pa]);
   k.t = _mm512_set1_epi32(pi[QP_T * Pa]);
-  k.z = _mm512_set1_epi32((int32_t)pp[QP_Z * Pa]);
   k.sh = _mm_cvtsi32_si128(pi[QP_SH * Pa]);
   /* a general C is never bits(192): it is -(2^(sh-1) + 1) mod 2^sh (bits(M) and z 2^sh are multiples of 2^sh) */
   k.folded = pi[QP_C * Pa] == RESQ_BITS_192;
@@ -504,7 +511,7 @@ static inline __attribute__((always_inline)) void codes_step(const float *x, con
     c[j] = j < nv ? fixed_codes(v[j], k, &near) : _mm512_setzero_si512();
   }
   if (near)
-    for (int j = 0; j < 4; j++) c[j] = j < nv ? _mm512_add_epi32(rint_div(v[j], k->s), k->z) : _mm512_setzero_si512();
+    for (int j = 0; j < 4; j++) c[j] = j < nv ? _mm512_add_epi32(rint_div(v[j], k_s(k)), k_z(k)) : _mm512_setzero_si512();
   __m512i b = _mm512_min_epu8(_mm512_packus_epi16(_mm512_packs_epi32(c[0], c[1]), _mm512_packs_epi32(c[2], c[3])), vmaxq);
   if (lo) {
     __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
@@ -557,7 +564,7 @@ static inline __attribute__((always_inline)) void codes_step_lo16(const void *sr
   }
   if (near)
     for (int j = 0; j < 4; j++)
-      y[j] = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(rint_div(v[j], k->s), k->z),
+      y[j] = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(rint_div(v[j], k_s(k)), k_z(k)),
                                                 _mm512_set1_epi32(RESQ_BITS_192 >> 16)),
                                16);
   __m512i w01 = _mm512_sub_epi16(_mm512_permutex2var_epi16(y[0], hiw, y[1]), base);
@@ -592,7 +599,7 @@ static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *sr
     c[j] = fixed_codes(v[j], j < 3 ? kl : kh, &near);
   }
   if (near)
-    for (int j = 0; j < 4; j++) c[j] = _mm512_add_epi32(rint_div(v[j], (j < 3 ? kl : kh)->s), (j < 3 ? kl : kh)->z);
+    for (int j = 0; j < 4; j++) c[j] = _mm512_add_epi32(rint_div(v[j], k_s(j < 3 ? kl : kh)), k_z(j < 3 ? kl : kh));
   /* packs(c2, c3) per 128-bit lane: 4 words of c2, then 4 of c3; packus: bytes 12-15 of each lane are c3's */
   const __m512i mq = _mm512_mask_blend_epi8((__mmask64)0xF000F000F000F000ull, maxq_lo, maxq_hi);
   __m512i b = _mm512_min_epu8(_mm512_packus_epi16(_mm512_packs_epi32(c[0], c[1]), _mm512_packs_epi32(c[2], c[3])), mq);
