@@ -746,11 +746,19 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
         minmax_avx512(x32, x16, c0, n, vmn + 16 * (p - p0), vmx + 16 * (p - p0));
       }
     }
-    /* one or two parts (per token): the padding ranges are not read, reduce2_* assumes them zero */
+    /* padding parts: an all-zero range (valid parameters, never used). One or two parts (per token):
+     * reduce2_* reads only parts 0 and 1. The loop is entered only for a partial block: GCC turns it
+     * into two memset calls, which it used to make (of 0 bytes) for every full block too (group 128:
+     * 8 calls per row of 4096; alternating processes, 1 thread, in cache: 0.98-0.995x the time) */
     const int two = p1 - p0 <= 2;
-    for (int64_t p = p1; p < p0 + (two ? 2 : 16); p++) { /* padding parts: an all-zero range (valid, never used) */
-      _mm512_store_ps(vmn + 16 * (p - p0), _mm512_setzero_ps());
-      _mm512_store_ps(vmx + 16 * (p - p0), _mm512_setzero_ps());
+    if (two && p1 == p0 + 1) {
+      _mm512_store_ps(vmn + 16, _mm512_setzero_ps());
+      _mm512_store_ps(vmx + 16, _mm512_setzero_ps());
+    } else if (!two && p1 < p0 + 16) {
+      for (int64_t p = p1; p < p0 + 16; p++) {
+        _mm512_store_ps(vmn + 16 * (p - p0), _mm512_setzero_ps());
+        _mm512_store_ps(vmx + 16 * (p - p0), _mm512_setzero_ps());
+      }
     }
     if (!params16(vmn, vmx, f16, qp->clip, qp->maxq16, sc + p0, Pa, two)) {
       /* a degenerate scale in this block (f32 input, or f16 with a tiny clip): its parts one by one, in row
