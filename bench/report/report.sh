@@ -238,11 +238,22 @@ echo "| compiler | $(awk '/^## compiler/ { getline; print; exit }' "$RAW/system.
 echo "| AVX-512 features | $(grep -m1 '^Flags' "$RAW/system.txt" | tr ' ' '\n' | grep -E '^(avx512f|avx512_vnni|avx512_bf16|avx512_fp16|amx_tile|amx_bf16|amx_int8|avx_vnni)$' | paste -sd' ' || echo none) |"
 echo "| GPU | ${gpu:-?} |"
 echo "| Google Benchmark | $(pkgver libbenchmark-dev) (Debian; its JSON context says library_build_type=$(ctx library_build_type), which only affects the library's own asserts) |"
-echo "| oneDNN | $(ctx onednn_version) (libdnnl-dev $(pkgver libdnnl-dev)); effective ISA \`$(ctx onednn_effective_isa)\`; bf16 matmul \`$(ctx onednn_impl_bf16)\`, u8s8 matmul \`$(ctx onednn_impl_u8s8)\`, u8s8 activations $(ctx onednn_u8s8_activations) |"
+# a program that links oneDNN (or OpenBLAS) writes these context keys; a filtered run may have run none
+if [ -n "$(ctx onednn_version)" ]; then
+  echo "| oneDNN | $(ctx onednn_version) (libdnnl-dev $(pkgver libdnnl-dev)); effective ISA \`$(ctx onednn_effective_isa)\`; bf16 matmul \`$(ctx onednn_impl_bf16)\`, u8s8 matmul \`$(ctx onednn_impl_u8s8)\`, u8s8 activations $(ctx onednn_u8s8_activations) |"
+else
+  pv=$(pkgver libdnnl-dev)
+  echo "| oneDNN | libdnnl-dev ${pv:-?}; no benchmark that uses it ran in this report${FILTER:+ (filter)} |"
+fi
 vis=$( (grep -h 'onednn_verbose,info,cpu,isa' "$RAW"/*_verbose.log 2>/dev/null || true) | head -1 | sed 's/.*isa://')
 [ -n "$vis" ] && echo "| oneDNN verbose | isa: $vis (raw/*_verbose.log) |"
-echo "| OpenBLAS | $(ctx openblas_config) (libopenblas-dev $(pkgver libopenblas-dev)) |"
-echo "| OpenBLAS core type | used **$(ctx openblas_corename)** (${CORE_WHY:-}); autodetected: ${CORE_AUTO:-?}; the environment had OPENBLAS_CORETYPE=${ORIG_CORETYPE:-?} (run_all overrides it) |"
+if [ -n "$(ctx openblas_config)" ]; then
+  echo "| OpenBLAS | $(ctx openblas_config) (libopenblas-dev $(pkgver libopenblas-dev)) |"
+  echo "| OpenBLAS core type | used **$(ctx openblas_corename)** (${CORE_WHY:-}); autodetected: ${CORE_AUTO:-?}; the environment had OPENBLAS_CORETYPE=${ORIG_CORETYPE:-?} (run_all overrides it) |"
+else
+  pv=$(pkgver libopenblas-dev)
+  echo "| OpenBLAS | libopenblas-dev ${pv:-?}; no benchmark that reports it ran in this report${FILTER:+ (filter)} |"
+fi
 echo "| build | ${BUILD_SECONDS:-?} s (\`$(basename "$BUILD_DIR")\`, Release)${CUDA_ARCH_WHY:+; CUDA architectures: $CUDA_ARCH_WHY} |"
 cpuisa=$(ctx resq_cpu_isa)
 [ -n "$cpuisa" ] && echo "| ResQ CPU backend | dispatch \`$cpuisa\`, $(ctx resq_cpu_threads) threads (RESQ_CPU_THREADS); its pool is started with every CPU allowed (see bench_gemm_cpu.c) |"
