@@ -580,14 +580,19 @@ static inline __attribute__((always_inline)) void codes_step_lo16(const void *sr
   const __m512i base = _mm512_set1_epi16(RESQ_BITS_192 >> 16);
   __m512 v[4];
   __m512i y[4];
-  __mmask16 near = 0;
   for (int j = 0; j < 4; j++) {
     v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
                : _mm512_loadu_ps((const float *)src + 16 * j);
     y[j] = _mm512_castps_si512(_mm512_fmadd_round_ps(v[j], k->r, k->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-    near |= _mm512_testn_epi32_mask(y[j], k->t);
   }
-  if (near)
+  /* The tie test of all four vectors at once: a lane is near a tie iff its residue w, the low word of
+   * bits(y), is < 4 (codes_step's test against T = 2^16 - 4), so the step has one iff the unsigned minimum
+   * of the four vectors' low words is < 4. The high words, 0x4340 + code with |code| < 64 (y in [128,
+   * 256)), are never below 4, so the minimum runs over all 32 words: 3 vpminuw and one vptestnmw instead
+   * of 4 vptestnmd and their mask ORs. Alternating processes, 1 thread, K = 4096 in cache: per token
+   * 0.98x the time, r = 0 0.976x (cpu/README). */
+  const __m512i wmin = _mm512_min_epu16(_mm512_min_epu16(y[0], y[1]), _mm512_min_epu16(y[2], y[3]));
+  if (_mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)))
     for (int j = 0; j < 4; j++)
       y[j] = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(rint_div(v[j], k_s(k)), k_z(k)),
                                                 _mm512_set1_epi32(RESQ_BITS_192 >> 16)),
