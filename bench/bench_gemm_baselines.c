@@ -316,67 +316,101 @@ typedef struct dnnl_params {
   int int8;
 } dnnl_params;
 
+/* One matmul of (M, N, K) as its benchmark runs it: the primitive, src and dst
+ * memories over a and y (a filled with the benchmark's seed), and the weight
+ * cache's rotated copies (next: the copy the next call reads). */
+struct rb_onednn_mm {
+  int int8;
+  int64_t M, N, K;
+  wcache *c;
+  dnnl_primitive_desc_t pd;
+  dnnl_primitive_t prim;
+  dnnl_memory_t am, ym;
+  void *a;
+  float *y;
+  const char *impl;
+  int next;
+};
+
+static void mm_close(struct rb_onednn_mm *m) {
+  if (m->am) dnnl_memory_destroy(m->am);
+  if (m->ym) dnnl_memory_destroy(m->ym);
+  if (m->prim) dnnl_primitive_destroy(m->prim);
+  if (m->pd) dnnl_primitive_desc_destroy(m->pd);
+  rb_free(m->a);
+  rb_free(m->y);
+  memset(m, 0, sizeof *m);
+}
+
+/* 0, or -1 with why (a RESQ_BENCH_SKIP_PREFIX why: no such matmul here); mm_close either way */
+static int mm_open(struct rb_onednn_mm *m, int int8, int64_t M, int64_t N, int64_t K, char *why, size_t whylen) {
+  const dnnl_data_type_t wdt = int8 ? dnnl_s8 : dnnl_bf16, adt = int8 ? dnnl_u8 : dnnl_bf16;
+  const size_t esz = int8 ? 1 : 2;
+  memset(m, 0, sizeof *m);
+  m->int8 = int8, m->M = M, m->N = N, m->K = K;
+  m->c = &g_wc[int8];
+  m->impl = "?";
+  m->a = rb_alloc((size_t)(M * K) * esz);
+  m->y = rb_alloc((size_t)(M * N) * sizeof(float));
+  if (!m->a || !m->y) {
+    snprintf(why, whylen, "out of memory");
+    return -1;
+  }
+  if (wcache_user(m->c, wdt, N, K, why, whylen)) return -1;
+  if (dnnl_make(int8, M, N, K, m->c->scales, &m->pd, &m->prim, &m->impl, why, whylen)) return -1;
+  if (wcache_copies(m->c, dnnl_primitive_desc_query_md(m->pd, dnnl_query_weights_md, 0), why, whylen)) return -1;
+  resq_rng r;
+  dnnl_memory_desc_t amd, ymd;
+  dnnl_dims_t ad = {M, K}, yd = {M, N};
+  resq_rng_init(&r, resq_seed_from_name(int8 ? "onednn_a_u8" : "onednn_a_bf16"));
+  if (int8) {
+    rb_fill_u8(&r, m->a, (size_t)(M * K));
+    if (onednn_int8_saturates())
+      for (int64_t i = 0; i < M * K; i++) ((uint8_t *)m->a)[i] &= 0x7f;
+  } else rb_fill_bf16_uniform(&r, m->a, (size_t)(M * K));
+  memset(m->y, 0xff, (size_t)(M * N) * sizeof(float)); /* NaN: an unwritten output fails the check */
+  if (dnnl_memory_desc_init_by_tag(&amd, 2, ad, adt, dnnl_ab) != dnnl_success ||
+      dnnl_memory_desc_init_by_tag(&ymd, 2, yd, dnnl_f32, dnnl_ab) != dnnl_success ||
+      dnnl_memory_create(&m->am, &amd, g_eng, m->a) != dnnl_success ||
+      dnnl_memory_create(&m->ym, &ymd, g_eng, m->y) != dnnl_success) {
+    snprintf(why, whylen, "oneDNN src/dst memory creation failed");
+    return -1;
+  }
+  return 0;
+}
+
+/* one call on the next weight copy */
+static int mm_call(struct rb_onednn_mm *m) {
+  const int i = m->next;
+  if (++m->next == m->c->ncopies) m->next = 0;
+  return dnnl_run(m->prim, m->am, m->c->copies[i], m->ym);
+}
+
 static void bm_onednn(resq_bench_state *st, const void *params) {
   const int int8 = ((const dnnl_params *)params)->int8;
   const int64_t M = resq_bench_arg(st, 0), N = resq_bench_arg(st, 1), K = resq_bench_arg(st, 2);
-  const dnnl_data_type_t wdt = int8 ? dnnl_s8 : dnnl_bf16, adt = int8 ? dnnl_u8 : dnnl_bf16;
   const size_t esz = int8 ? 1 : 2;
-  wcache *c = &g_wc[int8];
-  dnnl_primitive_desc_t pd = NULL;
-  dnnl_primitive_t prim = NULL;
-  dnnl_memory_t am = NULL, ym = NULL;
-  void *a = rb_alloc((size_t)(M * K) * esz);
-  float *y = rb_alloc((size_t)(M * N) * sizeof(float));
-  const char *impl = "?";
+  struct rb_onednn_mm m;
   char why[512] = "";
   check_pt pt[NCHECK];
   double worst = 0.0;
+  wcache *c;
 
-  if (!a || !y) {
-    snprintf(why, sizeof why, "out of memory");
-    goto fail;
-  }
-  if (wcache_user(c, wdt, N, K, why, sizeof why)) goto fail;
-  if (dnnl_make(int8, M, N, K, c->scales, &pd, &prim, &impl, why, sizeof why)) goto fail;
-  if (wcache_copies(c, dnnl_primitive_desc_query_md(pd, dnnl_query_weights_md, 0), why, sizeof why)) goto fail;
-  {
-    resq_rng r;
-    dnnl_memory_desc_t amd, ymd;
-    dnnl_dims_t ad = {M, K}, yd = {M, N};
-    resq_rng_init(&r, resq_seed_from_name(int8 ? "onednn_a_u8" : "onednn_a_bf16"));
-    if (int8) {
-      rb_fill_u8(&r, a, (size_t)(M * K));
-      if (onednn_int8_saturates())
-        for (int64_t i = 0; i < M * K; i++) ((uint8_t *)a)[i] &= 0x7f;
-    } else rb_fill_bf16_uniform(&r, a, (size_t)(M * K));
-    memset(y, 0xff, (size_t)(M * N) * sizeof(float)); /* NaN: an unwritten output fails the check */
-    if (dnnl_memory_desc_init_by_tag(&amd, 2, ad, adt, dnnl_ab) != dnnl_success ||
-        dnnl_memory_desc_init_by_tag(&ymd, 2, yd, dnnl_f32, dnnl_ab) != dnnl_success ||
-        dnnl_memory_create(&am, &amd, g_eng, a) != dnnl_success ||
-        dnnl_memory_create(&ym, &ymd, g_eng, y) != dnnl_success) {
-      snprintf(why, sizeof why, "oneDNN src/dst memory creation failed");
-      goto fail;
-    }
-  }
+  if (mm_open(&m, int8, M, N, K, why, sizeof why)) goto fail;
+  c = m.c;
   /* check once, with the last weight copy (every copy is a reorder of the
    * same user weights) */
   pick_points(pt, M, N);
   {
-    dnnl_ref_ctx ctx = {wdt, a, c->user, c->scales, K};
-    if (dnnl_run(prim, am, c->copies[c->ncopies - 1], ym)) {
+    dnnl_ref_ctx ctx = {int8 ? dnnl_s8 : dnnl_bf16, m.a, c->user, c->scales, K};
+    if (dnnl_run(m.prim, m.am, c->copies[c->ncopies - 1], m.ym)) {
       snprintf(why, sizeof why, "oneDNN matmul execution failed");
       goto fail;
     }
-    worst = check_points(y, N, pt, K, dnnl_ref, &ctx, why, sizeof why);
+    worst = check_points(m.y, N, pt, K, dnnl_ref, &ctx, why, sizeof why);
     if (worst < 0) goto fail;
   }
-  {
-    int i = 0;
-    while (resq_bench_keep_running(st, 1)) {
-      dnnl_run(prim, am, c->copies[i], ym);
-      if (++i == c->ncopies) i = 0;
-    }
-  }
+  while (resq_bench_keep_running(st, 1)) mm_call(&m);
   set_counters(st, M, N, K, (double)(N * K) * (double)esz + (int8 ? 4.0 * (double)N : 0.0),
                (double)(M * K) * (double)esz, 4.0 * (double)(M * N), worst);
   if (M <= PROBE_MAX_M) {
@@ -395,10 +429,10 @@ static void bm_onednn(resq_bench_state *st, const void *params) {
   }
   if (int8)
     resq_bench_label(st, "baseline=%s/M:%lld/N:%lld/K:%lld;roof=machine_peak_dpbusd;impl=%s%s;copies=%d",
-                     BASELINE_16BIT, (long long)M, (long long)N, (long long)K, impl,
+                     BASELINE_16BIT, (long long)M, (long long)N, (long long)K, m.impl,
                      onednn_int8_saturates() ? " act=u7" : "", c->ncopies);
   else
-    resq_bench_label(st, "roof=machine_peak_dpbf16;impl=%s;copies=%d", impl, c->ncopies);
+    resq_bench_label(st, "roof=machine_peak_dpbf16;impl=%s;copies=%d", m.impl, c->ncopies);
   goto done;
 fail:
   if (strncmp(why, RESQ_BENCH_SKIP_PREFIX, strlen(RESQ_BENCH_SKIP_PREFIX)) == 0)
@@ -406,12 +440,7 @@ fail:
   else
     resq_bench_error(st, "%s", why);
 done:
-  if (am) dnnl_memory_destroy(am);
-  if (ym) dnnl_memory_destroy(ym);
-  if (prim) dnnl_primitive_destroy(prim);
-  if (pd) dnnl_primitive_desc_destroy(pd);
-  rb_free(a);
-  rb_free(y);
+  mm_close(&m);
 }
 
 /* Record the library facts and warm up the OpenMP pool (so the thread
@@ -496,6 +525,25 @@ static void register_shape(int64_t M, int64_t N, int64_t K) {
 int rb_onednn_init(void) { return backend_init(); }
 void rb_onednn_fini(void) { backend_fini(); }
 void rb_onednn_register(int64_t M, int64_t N, int64_t K) { register_shape(M, N, K); }
+rb_onednn_mm *rb_onednn_int8_open(int64_t M, int64_t N, int64_t K, char *why, size_t whylen) {
+  rb_onednn_mm *m = malloc(sizeof *m);
+  if (!m) {
+    snprintf(why, whylen, "out of memory");
+    return NULL;
+  }
+  if (mm_open(m, 1, M, N, K, why, whylen)) {
+    mm_close(m);
+    free(m);
+    return NULL;
+  }
+  return m;
+}
+int rb_onednn_int8_call(rb_onednn_mm *m) { return mm_call(m); }
+void rb_onednn_int8_close(rb_onednn_mm *m) {
+  if (!m) return;
+  mm_close(m);
+  free(m);
+}
 #endif
 #endif /* RESQ_BENCH_ONEDNN */
 

@@ -38,7 +38,10 @@
  *     on sampled rows x panels of the output computed with the LAST copy.
  *   - Counters: ops = 2 M N K; bytes = weights + activations + f16 output;
  *     wbytes = weights; probe_bw (M <= 16):
- *     a read probe over the same weight copies right after the timing. */
+ *     a read probe over the same weight copies right after the timing;
+ *     paired_vs_peer, paired_peer_q1/_q3/_n (M <= 16, with oneDNN): the
+ *     speedup over the W8A8 peer from alternating pairs of calls (see
+ *     paired_vs_peer below). */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
@@ -119,6 +122,80 @@ static int wstate_make(wstate *s, int v, int64_t N, int64_t K, char *why, size_t
   return 0;
 }
 
+#ifdef RESQ_BENCH_ONEDNN
+/* The paired ratio against the W8A8 peer at decode sizes (M <= PROBE_MAX_M,
+ * where both GEMMs stream their weights and the host's memory bandwidth, which
+ * moves within seconds, sets both times): counter "paired_vs_peer" = the
+ * median over n alternating pairs of blocks, t(oneDNN u8 x s8 call) / t(ResQ
+ * call), each side's block being untimed calls for RB_PAIRED_PEER_WARM_S and
+ * then timed calls for RB_PAIRED_PEER_BLOCK_S, every call on its next cold
+ * weight copy (rb_pair_times, bench_util.h): the same orientation as
+ * run_all's vs_peer (the two benchmarks' medians, seconds apart), with the
+ * sides interleaved every ~25 ms instead. "paired_peer_q1" / "_q3" are the
+ * quartiles, "paired_peer_n" = n. Why blocks and not single calls: the two
+ * libraries' thread pools share the 2 cores, and a worker of one still
+ * spinning after its call slows the other's next call (libgomp spins for
+ * milliseconds by default, our pool 200 us). Measured on the Zen 4 guest
+ * (quick set, M = 1, 4096 x 4096, three processes each): single-call pairs
+ * gave the per-token GEMM 1.48-1.73x and the grouped one 0.98-1.00x against
+ * 1.47-1.92x unpaired (and 2.11x with GOMP_SPINCOUNT=0); 5 + 20 ms blocks
+ * 1.56-1.96x and 1.27-1.44x. In the full run of 2026-12-04 (ae93a3c) oneDNN
+ * int8 read 51.6 GB/s at M = 1, N = 4096, K = 11008 while the probe right
+ * after it read 32.6: the drift the pairs are meant to cancel. Measured once
+ * per process and (variant, M, N, K), for the reason of rb_paired_vs_memcpy
+ * (bench_stage_common.h); no counter when the peer cannot be built here. */
+#define RB_PAIRED_PEER_WARM_S 0.005
+#define RB_PAIRED_PEER_BLOCK_S 0.02
+#define RB_PAIRED_PEER_S 0.6
+typedef struct ours_side {
+  wstate *W;
+  const rb_qa *a;
+  uint16_t *y;
+  int64_t M, N;
+  int next;
+} ours_side;
+static int side_ours(void *ctx) {
+  ours_side *o = (ours_side *)ctx;
+  const int i = o->next;
+  if (++o->next == o->W->ncopies) o->next = 0;
+  return resq_gemm_q4q8_f16__cpu(&o->W->q.p, o->M, &o->a->x, &o->W->wc[i], NULL, o->y, o->N) != RESQ_OK;
+}
+static int side_peer(void *ctx) { return rb_onednn_int8_call((rb_onednn_mm *)ctx) != 0; }
+static void paired_vs_peer(resq_bench_state *st, int v, int64_t M, int64_t N, int64_t K, wstate *W, const rb_qa *a,
+                           uint16_t *y) {
+  static struct {
+    int v;
+    int64_t M, N, K;
+    rb_pair_stats ps;
+  } done[256];
+  static int ndone;
+  int slot = -1;
+  for (int i = 0; i < ndone; i++)
+    if (done[i].v == v && done[i].M == M && done[i].N == N && done[i].K == K) slot = i;
+  if (slot < 0) {
+    char why[512];
+    rb_onednn_mm *mm = ndone < (int)(sizeof done / sizeof done[0]) ? rb_onednn_int8_open(M, N, K, why, sizeof why) : NULL;
+    if (!mm) return; /* no counter: run_all leaves the column empty */
+    ours_side o = {W, a, y, M, N, 0};
+    int bad = 0;
+    const int n = rb_pair_times(side_peer, mm, side_ours, &o, RB_PAIRED_PEER_WARM_S, RB_PAIRED_PEER_BLOCK_S, RB_PAIRED_PEER_S, 5, 101, &done[ndone].ps, &bad);
+    rb_onednn_int8_close(mm);
+    if (n < 0) {
+      resq_bench_error(st, "paired_vs_peer: a oneDNN or ResQ call failed during the pairs (status %d; both passed "
+                           "their checks before): %s",
+                       bad, resq_last_error());
+      return;
+    }
+    slot = ndone++;
+    done[slot].v = v, done[slot].M = M, done[slot].N = N, done[slot].K = K;
+  }
+  resq_bench_counter(st, "paired_vs_peer", done[slot].ps.med, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_peer_q1", done[slot].ps.q1, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_peer_q3", done[slot].ps.q3, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_peer_n", (double)done[slot].ps.n, RESQ_CTR_PLAIN);
+}
+#endif
+
 static void bm_gemm_cpu(resq_bench_state *st, const void *params) {
   const int v = *(const int *)params;
   const int64_t M = resq_bench_arg(st, 0), N = resq_bench_arg(st, 1), K = resq_bench_arg(st, 2);
@@ -170,6 +247,9 @@ static void bm_gemm_cpu(resq_bench_state *st, const void *params) {
     }
     free(bufs);
     free(sizes);
+#ifdef RESQ_BENCH_ONEDNN
+    paired_vs_peer(st, v, M, N, K, W, &a, y);
+#endif
   }
   resq_bench_label(st,
                    "baseline=gemm_bf16_f32__onednn/M:%lld/N:%lld/K:%lld;peer=gemm_u8s8_f32__onednn/M:%lld/N:%lld/"

@@ -78,22 +78,35 @@ static int64_t rb_register_memcpy(int64_t stage_bytes) {
 #define RB_PAIRED_S 0.25
 #define RB_MAX_PAIRED 512
 typedef resq_status (*rb_stage_fn)(const void *ctx); /* one stage call; RESQ_OK or its failure */
-static int rb_cmp_double(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return x < y ? -1 : x > y;
+typedef struct rb_memcpy_side {
+  unsigned char *dst;
+  const unsigned char *src;
+  size_t bytes;
+} rb_memcpy_side;
+typedef struct rb_stage_side {
+  rb_stage_fn call;
+  const void *ctx;
+} rb_stage_side;
+static int rb_side_memcpy(void *ctx) {
+  const rb_memcpy_side *m = (const rb_memcpy_side *)ctx;
+  memcpy(m->dst, m->src, m->bytes);
+  return 0;
+}
+static int rb_side_stage(void *ctx) {
+  const rb_stage_side *s = (const rb_stage_side *)ctx;
+  return (int)s->call(s->ctx);
 }
 static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t stage_bytes, rb_stage_fn call,
                                 const void *ctx) {
   static char ids[RB_MAX_PAIRED][96];
-  static double med[RB_MAX_PAIRED], q1[RB_MAX_PAIRED], q3[RB_MAX_PAIRED];
-  static int npairs[RB_MAX_PAIRED], nids;
+  static rb_pair_stats ps[RB_MAX_PAIRED];
+  static int nids;
   int slot = -1;
   for (int i = 0; i < nids; i++)
     if (strcmp(ids[i], id) == 0) slot = i;
   if (slot < 0) {
     const size_t bytes = (size_t)((stage_bytes + 1) / 2);
     unsigned char *src = rb_alloc(bytes), *dst = rb_alloc(bytes);
-    double r[201];
     if (!src || !dst || nids >= RB_MAX_PAIRED || strlen(id) >= sizeof ids[0]) {
       rb_free(src);
       rb_free(dst);
@@ -101,52 +114,24 @@ static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t st
     }
     memset(src, 0x5a, bytes);
     memset(dst, 0, bytes);
-    resq_status bad = call(ctx);
-    memcpy(dst, src, bytes);
-    double t0 = rb_now();
-    bad = bad ? bad : call(ctx);
-    memcpy(dst, src, bytes);
-    const double t1 = rb_now() - t0;
-    int n = t1 > 0 ? (int)(RB_PAIRED_S / (2.0 * t1)) : 201;
-    if (n > 201) n = 201;
-    if (n < 5) n = 5;
-    n |= 1;
-    for (int i = 0; i < n && !bad; i++) {
-      double tm = 0, ts = 0;
-      for (int side = 0; side < 2; side++) {
-        if ((side ^ (i & 1)) == 0) {
-          memcpy(dst, src, bytes);
-          t0 = rb_now();
-          memcpy(dst, src, bytes);
-          tm = rb_now() - t0;
-        } else {
-          bad = call(ctx);
-          t0 = rb_now();
-          bad = bad ? bad : call(ctx);
-          ts = rb_now() - t0;
-        }
-      }
-      r[i] = ts > 0 ? tm / ts : 0;
-    }
+    rb_memcpy_side ms = {dst, src, bytes};
+    rb_stage_side ss = {call, ctx};
+    int bad = 0;
+    const int n = rb_pair_times(rb_side_memcpy, &ms, rb_side_stage, &ss, 0.0, 0.0, RB_PAIRED_S, 5, 201, &ps[nids], &bad);
     rb_free(src);
     rb_free(dst);
-    if (bad) {
-      resq_bench_error(st, "%s: a stage call of the paired measurement failed: %s: %s", id, resq_status_name(bad),
-                       resq_last_error());
+    if (n < 0) {
+      resq_bench_error(st, "%s: a stage call of the paired measurement failed: %s: %s", id,
+                       resq_status_name((resq_status)bad), resq_last_error());
       return;
     }
-    qsort(r, (size_t)n, sizeof r[0], rb_cmp_double);
     slot = nids++;
     strcpy(ids[slot], id);
-    med[slot] = r[n / 2];
-    q1[slot] = r[n / 4];
-    q3[slot] = r[(3 * n) / 4];
-    npairs[slot] = n;
   }
-  resq_bench_counter(st, "paired_vs_memcpy", med[slot], RESQ_CTR_PLAIN);
-  resq_bench_counter(st, "paired_q1", q1[slot], RESQ_CTR_PLAIN);
-  resq_bench_counter(st, "paired_q3", q3[slot], RESQ_CTR_PLAIN);
-  resq_bench_counter(st, "paired_n", (double)npairs[slot], RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_vs_memcpy", ps[slot].med, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_q1", ps[slot].q1, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_q3", ps[slot].q3, RESQ_CTR_PLAIN);
+  resq_bench_counter(st, "paired_n", (double)ps[slot].n, RESQ_CTR_PLAIN);
 }
 
 #endif /* RESQ_BENCH_STAGE_COMMON_H */

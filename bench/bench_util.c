@@ -453,3 +453,62 @@ double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads,
     }
   return rate[reps / 2];
 }
+
+static int rb_cmp_f64(const void *a, const void *b) {
+  const double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* One side of a pair: untimed calls for warm_s (at least one), then timed
+ * calls for block_s (at least one); the mean time of a timed call, or < 0 on
+ * failure (status in *bad). */
+static double rb_pair_side(rb_pair_fn f, void *ctx, double warm_s, double block_s, int *bad) {
+  int s = 0;
+  double t0 = rb_now();
+  do s = f(ctx);
+  while (!s && rb_now() - t0 < warm_s);
+  int n = 0;
+  t0 = rb_now();
+  double t = 0;
+  while (!s) {
+    s = f(ctx);
+    n++;
+    t = rb_now() - t0;
+    if (t >= block_s) break;
+  }
+  if (s) *bad = s;
+  return s ? -1.0 : t / n;
+}
+
+int rb_pair_times(rb_pair_fn a, void *actx, rb_pair_fn b, void *bctx, double warm_s, double block_s,
+                  double budget_s, int nmin, int nmax, rb_pair_stats *out, int *bad) {
+  double r[RB_PAIRS_MAX];
+  *bad = 0;
+  if (nmax > RB_PAIRS_MAX) nmax = RB_PAIRS_MAX;
+  if (nmin > nmax) nmin = nmax;
+  double t0 = rb_now();
+  const double ta = rb_pair_side(a, actx, warm_s, block_s, bad),
+               tb = ta < 0 ? -1.0 : rb_pair_side(b, bctx, warm_s, block_s, bad);
+  if (ta < 0 || tb < 0) return -1;
+  const double tpair = rb_now() - t0;
+  int n = tpair > 0 ? (int)(budget_s / tpair) : nmax;
+  if (n > nmax) n = nmax;
+  if (n < nmin) n = nmin;
+  n |= 1;
+  if (n > nmax) n -= 2;
+  for (int i = 0; i < n; i++) {
+    double t[2];
+    for (int k = 0; k < 2; k++) {
+      const int side = k ^ (i & 1); /* 0: A, 1: B */
+      t[side] = side ? rb_pair_side(b, bctx, warm_s, block_s, bad) : rb_pair_side(a, actx, warm_s, block_s, bad);
+      if (t[side] < 0) return -1;
+    }
+    r[i] = t[1] > 0 ? t[0] / t[1] : 0.0;
+  }
+  qsort(r, (size_t)n, sizeof r[0], rb_cmp_f64);
+  out->med = r[n / 2];
+  out->q1 = r[n / 4];
+  out->q3 = r[(3 * n) / 4];
+  out->n = n;
+  return n;
+}

@@ -81,6 +81,25 @@ void rb_context_common(void);
  * 2-4x within minutes). */
 double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads, int reps);
 
+/* Paired timing of two calls A and B (each returns 0, or nonzero on failure):
+ * n pairs, the side that goes first alternating, each timed call following one
+ * untimed call of its own side; ratio_i = t(A) / t(B) of pair i, so a value > 1
+ * means B is faster. n: as many pairs as fit in budget_s seconds by a first
+ * timing of both, odd, clamped to [nmin, nmax] (nmax <= RB_PAIRS_MAX). Fills
+ * the median and quartiles of the n ratios and returns n, or returns -1 (the
+ * failing side's status in *bad, stats untouched) if a call failed. Why: two
+ * benchmarks of the same shape run seconds to minutes apart, and a shared
+ * host's bandwidth and clock move between them more than most kernel changes;
+ * the two calls of one pair run within milliseconds of each other. */
+#define RB_PAIRS_MAX 201
+typedef int (*rb_pair_fn)(void *ctx);
+typedef struct rb_pair_stats {
+  double med, q1, q3;
+  int n;
+} rb_pair_stats;
+int rb_pair_times(rb_pair_fn a, void *actx, rb_pair_fn b, void *bctx, double warm_s, double block_s,
+                  double budget_s, int nmin, int nmax, rb_pair_stats *out, int *bad);
+
 /* The relative error bound gamma_K = K u / (1 - K u), u = 2^-24, of an fp32
  * sum of K terms in any order (ref/CONTRACT.md section 11: a GEMM result y
  * from a library must satisfy |y - y*| <= gamma_K * sum_k |x_k w_k|). */

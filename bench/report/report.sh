@@ -107,6 +107,7 @@ if have gemm.tsv && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !
       if (!(f in fs)) { fs[f] = 1; fam[++nf] = f }
       if (!(m in ms)) { ms[m] = 1; mv[++nm] = m }
       n = ++cnt[f, m]; VB[f, m, n] = $13; VP[f, m, n] = $24; FP[f, m, n] = $23; NS[f, m] = n
+      PV[f, m, n] = $27; if ($27 != "") anyp = 1 # paired_vs_peer (M <= 16; empty without the counters)
     }
     function med(A, f, m,   n, i, j, t, v, k) {
       n = 0
@@ -125,8 +126,9 @@ if have gemm.tsv && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !
         for (i = 1; i <= nm; i++) if (NS[f, mv[i]] > ns) ns = NS[f, mv[i]]
         line = "| `" f "` (" ns ") |"
         for (i = 1; i <= nm; i++) {
-          a = med(VB, f, mv[i]); b = med(VP, f, mv[i])
-          line = line " " (a == "" ? "-" : sprintf("%.2fx", a)) " / " (b == "" ? "-" : sprintf("%.2fx", b)) " |"
+          a = med(VB, f, mv[i]); b = med(VP, f, mv[i]); p = med(PV, f, mv[i])
+          line = line " " (a == "" ? "-" : sprintf("%.2fx", a)) " / " (b == "" ? "-" : sprintf("%.2fx", b)) \
+                 (p == "" ? "" : sprintf(" (paired %.2fx)", p)) " |"
         }
         print line
       }
@@ -135,6 +137,11 @@ if have gemm.tsv && awk -F'\t' 'NR > 1 && $5 ~ /^gemm_q4/ { f = 1 } END { exit !
         f = fam[q]; s = ""
         for (i = 1; i <= nm; i++) if (mv[i] <= 16 && (a = med(FP, f, mv[i])) != "") s = s (s == "" ? "" : ", ") "M=" mv[i] ": " sprintf("%.2f", a)
         if (s != "") printf "  Decode streaming, `%s`: bytes moved / time as a fraction of the read bandwidth measured in the same process right after (median over shapes): %s.\n", f, s
+      }
+      if (anyp) {
+        print "  `paired` (M <= 16, median over shapes): the speedup over int8 as the median over alternating ~25 ms blocks of"
+        print "  oneDNN u8s8 calls and ResQ calls on cold weights: the two benchmarks of a shape run seconds apart while the host"
+        print "  bandwidth drifts; interleaved blocks see the same host (per-shape values with quartiles in the GEMM section)."
       }
     }' "$T/gemm.tsv"
   echo
@@ -408,6 +415,30 @@ if have gemm.tsv; then
         }
       }' "$T/gemm.tsv"
     echo
+    # the paired ratio over int8 (counters paired_vs_peer, paired_peer_q1/_q3/_n; M <= 16): only where measured
+    if awk -F'\t' 'NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+                   $5 ~ /^gemm_q4/ && ("paired_vs_peer" in c) && $(c["paired_vs_peer"]) != "" { f = 1 } END { exit !f }' "$T/gemm.tsv"; then
+      echo "### Against oneDNN int8, paired in interleaved blocks (M <= 16)"
+      echo
+      echo "\`x int8\` above is the ratio of two benchmarks of the same shape that run seconds apart, and the host's memory"
+      echo "bandwidth moves between them: in the run of 2026-12-04, oneDNN int8 at M = 1 (N = 4096, K = 11008) read 51.6 GB/s"
+      echo "while the read probe right after it read 32.6 GB/s. \`paired\` is the same speedup (int8 time / ResQ time) as the"
+      echo "median over n alternating pairs of blocks, each side 5 ms of untimed calls and then 20 ms of timed calls on its cold"
+      echo "weight copies, so both sides of a pair see the same host; q1 and q3 are the quartiles of the n pair ratios (as for"
+      echo "the activation stages' \`paired\`). Blocks, not single calls: the two libraries' thread pools share the cores, and"
+      echo "a worker still spinning after one library's call slows the other's next call. A wide quartile range means the"
+      echo "host moved within a second."
+      echo
+      awk -F'\t' '
+        function v(x) { return x == "" ? "-" : x }
+        BEGIN { print "| N | K | M | variant | x int8 | paired | q1 | q3 | n |"; print "|---|---|---|---|---|---|---|---|---|" }
+        NR == 1 { for (i = 1; i <= NF; i++) c[$i] = i; next }
+        $5 ~ /^gemm_q4/ && $(c["paired_vs_peer"]) != "" {
+          printf "| %s | %s | %s | `%s` | %s | **%s** | %s | %s | %s |\n", $1, $2, $3, $5, ($24 == "" ? "-" : $24),
+            $(c["paired_vs_peer"]), v($(c["paired_q1"])), v($(c["paired_q3"])), v($(c["paired_n"]))
+        }' "$T/gemm.tsv"
+      echo
+    fi
     for c in "$T"/charts/gemm_resq_speedup.png; do
       [ -f "$c" ] && echo "![gemm_resq_speedup](charts/gemm_resq_speedup.png)" && echo
     done

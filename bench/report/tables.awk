@@ -15,7 +15,11 @@
 #                         baseline (the 16-bit GEMM of the same shape) and to its
 #                         peer (label peer=: the W8A8 GEMM), fraction of
 #                         bandwidth (bench_machine's, and for M <= 16 the in-process
-#                         probe over the same weights) and of the roofline
+#                         probe over the same weights) and of the roofline; last, for
+#                         the ResQ GEMMs at M <= 16, paired_vs_peer/_q1/_q3/_n: the
+#                         ratio to the peer as the median (and quartiles) over n
+#                         alternating pairs of ~25 ms blocks of peer and ResQ calls
+#                         (counters paired_vs_peer, paired_peer_q1/_q3/_n; empty without them)
 #   speedup.tsv           every benchmark with a baseline= or peer= label: time ratio
 #                         (kind = baseline | peer; same_process = measured back to back)
 #   offline.tsv           the offline stages (pca_*, gptq_*): seconds per call and checks
@@ -146,7 +150,7 @@ END {
     if (!ng++) print "N", "K", "M", "layers", "family", "backend", "impl", "GOPS", "GBps", "wGBps", "time_us", "cv",
                      "vs_baseline", "baseline", "frac_read_bw", "roof", "roof_GOPS", "attainable_GOPS",
                      "frac_roof", "check_relerr", "copies", "probe_GBps", "frac_probe", "vs_peer", "peer",
-                     "same_process" > f
+                     "same_process", "paired_vs_peer", "paired_q1", "paired_q3", "paired_n" > f
     N = par(R[r, 6], "N"); K = par(R[r, 6], "K"); Mt = par(R[r, 6], "M")
     base = lab(R[r, 16], "baseline")
     vs = ""; same = ""
@@ -167,7 +171,9 @@ END {
           (BW > 0 ? g3(R[r, 12] / BW) : ""), roof, (peak == "" ? "" : g4(peak / 1e9)),
           (att == "" ? "" : g4(att / 1e9)), (att == "" ? "" : g3(R[r, 13] / att)), g3(R[r, 15]),
           lab(R[r, 16], "copies"), (R[r, 17] == "" ? "" : g4(R[r, 17] / 1e9)),
-          (R[r, 17] + 0 > 0 ? g3(R[r, 12] / R[r, 17]) : ""), g3(vp), peer, same > f
+          (R[r, 17] + 0 > 0 ? g3(R[r, 12] / R[r, 17]) : ""), g3(vp), peer, same,
+          g3(ctr(R[r, 18], "paired_vs_peer")), g3(ctr(R[r, 18], "paired_peer_q1")), g3(ctr(R[r, 18], "paired_peer_q3")),
+          (ctr(R[r, 18], "paired_peer_n") == "" ? "" : sprintf("%d", ctr(R[r, 18], "paired_peer_n") + 0)) > f
   }
 
   # ---- generic: every baseline pair, every roofline point

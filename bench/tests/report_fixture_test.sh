@@ -6,6 +6,9 @@
 #   - 3 repetitions with aggregates: the median aggregate is the value used;
 #   - a ResQ GEMM at 250 us against bf16 at 1000 us and int8 at 500 us in the
 #     same program: x bf16 = 4, x int8 = 2, same_process = yes;
+#   - its paired ratio over int8 (counters paired_vs_peer, paired_peer_q1/_q3/_n)
+#     carried to gemm.tsv's last four columns and shown in report.md; a ResQ GEMM
+#     at M = 64 without those counters leaves them empty;
 #   - a stage moving 2e9 B/s against a memcpy of the same bytes at 8e9 B/s: 0.25,
 #     and its paired ratio counter carried to the table;
 #   - "skipped: ..." errors are skips (with the reason), other errors failures;
@@ -62,17 +65,20 @@ json() { # json <file> <context lines> <benchmarks...>
 G=gemm_q4q8_f16__cpu/M:1/N:64/K:64/real_time
 B=gemm_bf16_f32__onednn/M:1/N:64/K:64/real_time
 I=gemm_u8s8_f32__onednn/M:1/N:64/K:64/real_time
+G64=gemm_q4q8_f16__cpu/M:64/N:64/K:64/real_time
 c="ops=1.0e9 bytes=1.0e9 wbytes=1.0e9 probe_bw=2.0e9"
+cp="$c paired_vs_peer=1.9 paired_peer_q1=1.8 paired_peer_q3=2.1 paired_peer_n=4.1000000000000000e+01"
 json "$W/raw/bench_gemm_cpu.json" '    "resq_layers_N64_K64": "toy:q_proj",' \
   "$(bm $B iteration "" 0 900 "$c" "roof=machine_peak_dpbf16;impl=brg")" \
   "$(bm $B iteration "" 1 1000 "$c" "roof=machine_peak_dpbf16;impl=brg")" \
   "$(bm $B iteration "" 2 1100 "$c" "roof=machine_peak_dpbf16;impl=brg")" \
   "$(bm $B aggregate median 0 1000 "$c" "roof=machine_peak_dpbf16;impl=brg")" \
   "$(bm $I iteration "" 0 500 "$c" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd")" \
-  "$(bm $G iteration "" 0 260 "$c" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
-  "$(bm $G iteration "" 1 240 "$c" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
-  "$(bm $G aggregate median 0 250 "$c" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
-  "$(bm $G aggregate cv 0 0.05 "$c" "")"
+  "$(bm $G iteration "" 0 260 "$cp" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
+  "$(bm $G iteration "" 1 240 "$cp" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
+  "$(bm $G aggregate median 0 250 "$cp" "baseline=gemm_bf16_f32__onednn/M:1/N:64/K:64;peer=gemm_u8s8_f32__onednn/M:1/N:64/K:64;roof=machine_peak_dpbusd;impl=resq")" \
+  "$(bm $G aggregate cv 0 0.05 "$c" "")" \
+  "$(bm $G64 iteration "" 0 1000 "$c" "roof=machine_peak_dpbusd;impl=resq")"
 json "$W/raw/bench_quant.json" "" \
   "$(bm memcpy/bytes:1000/real_time iteration "" 0 1 'bytes=8.0e9' "")" \
   "$(bm quant_act_f16_q4q8__cpu/K:64/group:64/r:8/rows:1/real_time iteration "" 0 4 'bytes=2.0e9 paired_vs_memcpy=0.3 paired_q1=0.2 paired_q3=0.4 paired_n=1.1000000000000000e+01' "baseline=memcpy/bytes:1000")" \
@@ -106,6 +112,15 @@ check "ResQ GEMM same process" "$(col "$W/gemm.tsv" 'gemm_q4q8' same_process)" y
 check "ResQ GEMM cv" "$(col "$W/results.tsv" 'gemm_q4q8' cv)" 0.050000
 check "speedup.tsv peer row" "$(col "$W/speedup.tsv" 'gemm_q4q8.*peer' speedup)" 2
 check "fraction of in-process probe" "$(col "$W/gemm.tsv" 'gemm_q4q8' frac_probe)" 0.5
+# the paired ratio over int8: appended after same_process, so that every other column keeps its number
+check "gemm.tsv last columns" "$(head -1 "$W/gemm.tsv" | cut -f26-)" "$(printf 'same_process\tpaired_vs_peer\tpaired_q1\tpaired_q3\tpaired_n')"
+check "ResQ GEMM x int8, paired" "$(col "$W/gemm.tsv" 'gemm_q4q8.*\t1\t' paired_vs_peer)" 1.9
+check "ResQ GEMM paired, lower quartile" "$(col "$W/gemm.tsv" 'gemm_q4q8' paired_q1)" 1.8
+check "ResQ GEMM paired, upper quartile" "$(col "$W/gemm.tsv" 'gemm_q4q8' paired_q3)" 2.1
+check "ResQ GEMM pairs" "$(col "$W/gemm.tsv" 'gemm_q4q8' paired_n)" 41
+check "ResQ GEMM at M=64 without the counters: paired empty" \
+  "$(awk -F'\t' '$3 == 64 && $5 == "gemm_q4q8_f16__cpu" { print "[" $27 "|" $28 "|" $29 "|" $30 "]", NF }' "$W/gemm.tsv")" "[|||] 30"
+check "int8 peer row: paired empty" "$(col "$W/gemm.tsv" 'gemm_u8s8' paired_vs_peer)" ""
 check "stage vs memcpy" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' vs_memcpy)" 0.25
 check "stage vs memcpy, paired" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' paired_vs_memcpy)" 0.3
 check "stage pairs" "$(col "$W/stages_vs_memcpy.tsv" 'quant_act' paired_n)" 11
@@ -141,6 +156,8 @@ OUT=$W RAW=$W/raw RPT=$RPT SET=full REPS=3 MIN_TIME=0.2 THREADS=2 FILTER= CMDLIN
   bash "$RPT/report.sh" >"$W/report.md"
 # (the fixture's context has no oneDNN or OpenBLAS keys, as a filtered run that ran neither)
 for h in "## Headline" "## ResQ mixed GEMM on the CPU vs oneDNN" "## Decoder layer" "## GPU" "| toy:q_proj |" \
+  "| \`gemm_q4q8_f16__cpu\` (1) | 4.00x / 2.00x (paired 1.90x) | - / - |" "### Against oneDNN int8, paired in interleaved blocks (M <= 16)" \
+  "| 64 | 64 | 1 | \`gemm_q4q8_f16__cpu\` | 2 | **1.9** | 1.8 | 2.1 | 41 |" \
   "| oneDNN | libdnnl-dev ?; no benchmark that uses it ran" "| OpenBLAS | libopenblas-dev ?; no benchmark that reports it"; do
   if grep -qF "$h" "$W/report.md"; then echo "ok: report.md has '$h'"
   else echo "FAILED: report.md lacks '$h'; REPRO: bench/tests/report_fixture_test.sh bench $W"; fail=1; fi
