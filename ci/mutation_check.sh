@@ -58,10 +58,11 @@ cpu_hadamard_cross_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hada
 cpu_hadamard_first_pass_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~v[q + hs] = _mm512_fnmadd_ps(b, one, a);~~v[q + hs] = _mm512_fnmadd_ps(a, one, b);
 cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
 cpu_gemm_group_scale_of_group0_avx512~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~    const float *xs = (hi ? a->xs_hi : a->xs_lo) + tm->g, *ws = hi ? a->ws_hi : a->ws_lo;~~    const float *xs = (hi ? a->xs_hi : a->xs_lo), *ws = hi ? a->ws_hi : a->ws_lo;
-cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~        float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~        float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
+cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~      float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~      float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;
 cpu_quant_round_half_away_generic~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  float c = nearbyintf(v / s) + z;~~  float c = roundf(v / s) + z;
 cpu_quant_floor_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_sub_epi32(mbits, _mm512_sllv_epi32(one_i, _mm512_sub_epi32(sh, one_i)))~~_mm512_sub_epi32(mbits, _mm512_setzero_si512())
-cpu_quant_lo16_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~    near |= _mm512_testn_epi32_mask(y[j], k->t);~~    near |= 0 & _mm512_testn_epi32_mask(y[j], k->t);
+cpu_quant_lo16_no_tie_fallback_avx512~~Q~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  if (_mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)))~~  if (0 & _mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)))
+cpu_quant_lo16_tie_min_three_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_min_epu16(_mm512_min_epu16(y[0], y[1]), _mm512_min_epu16(y[2], y[3]))~~_mm512_min_epu16(_mm512_min_epu16(y[0], y[1]), y[2])
 cpu_quant_lo16_no_half_offset_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.5f)),~~_mm512_add_ps(_mm512_set1_ps(192.0f), z), _mm512_set1_ps(0.0f)),
 cpu_quant_no_tie_fallback_general_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  *near |= _mm512_testn_epi32_mask(u, k->t);~~  *near |= 0 & _mm512_testn_epi32_mask(u, k->t);
 cpu_quant_logical_shift_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~return _mm512_sra_epi32(u, k->sh);~~return _mm512_srl_epi32(u, k->sh);
@@ -142,6 +143,27 @@ split_line() {
   done
   F+=("$s")
 }
+# The quick form builds only the Q mutants, but it checks the text of every other one, so that a
+# full-only mutant whose code changed fails here instead of rotting until the next full run
+# (cpu_gemm_drop_zero_point_generic did: its line's indentation changed and no CI run noticed).
+if [ "$MODE" = quick ] && [ -z "$ONLY" ]; then
+  while IFS= read -r line; do
+    [ -z "$line" ] && continue
+    split_line "$line"
+    [ ${#F[@]} = 6 ] && [ "${F[1]}" != Q ] || continue # bad lines and Q mutants: the loop below
+    if [ ! -f "$SCR/${F[2]}" ]; then
+      echo "  ERROR    ${F[0]} (full set): ${F[2]} does not exist (update the mutant)"
+      errors=$((errors + 1))
+      continue
+    fi
+    cnt=$(FROM="${F[4]}" perl -0ne 'BEGIN { $n = 0 } $n += () = /\Q$ENV{FROM}\E/g; END { print $n }' "$SCR/${F[2]}")
+    if [ "$cnt" != 1 ]; then
+      echo "  ERROR    ${F[0]} (full set): the text to mutate occurs $cnt times in ${F[2]} (expected once; update the mutant):"
+      echo "             ${F[4]}"
+      errors=$((errors + 1))
+    fi
+  done <<< "$MUTANTS"
+fi
 while IFS= read -r line; do
   [ -z "$line" ] && continue
   split_line "$line"
