@@ -33,6 +33,7 @@ typedef struct had_plan {
    * per panel (K = 172: the table is 116 KiB, beyond L1; row-major it was 4
    * or 8 streams, column-major 1 line per column for 16 bytes). */
   const float *sgn_p;
+  const float *sgz_p; /* the same signs as -0.0f / +0.0f (the sign bit alone), same layout */
   const int8_t *signs;
   int avx512;
   int avx2; /* the AVX2 row (resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2 when planned) */

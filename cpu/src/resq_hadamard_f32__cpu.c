@@ -36,6 +36,7 @@
 static const int k_orders[] = {12, 20, 28, 36, 40, 44, 52, 60, 108, 140, 156, 172};
 static uint8_t *g_neg[sizeof k_orders / sizeof k_orders[0]]; /* built once, under the call lock */
 static float *g_sgn[sizeof k_orders / sizeof k_orders[0]];   /* the same as +-1.0f, in panels of 4 rows (had_plan) */
+static float *g_sgz[sizeof k_orders / sizeof k_orders[0]];   /* the same as -0.0f / +0.0f */
 
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp) {
   int K;
@@ -60,20 +61,24 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
     if (!g_neg[i]) {
       uint8_t *tab = (uint8_t *)malloc((size_t)K * (size_t)K);
       float *sg = (float *)malloc((size_t)K * (size_t)K * sizeof(float));
-      if (!tab || !sg) {
-        free(tab), free(sg);
+      float *sz = (float *)malloc((size_t)K * (size_t)K * sizeof(float));
+      if (!tab || !sg || !sz) {
+        free(tab), free(sg), free(sz);
         return resq_fail(RESQ_ERR_NOMEM, "hadamard (cpu): out of memory");
       }
       for (int a = 0; a < K; a++)
         for (int c = 0; c < K; c++) {
           tab[a * K + c] = resq_hadamard_k_entry(K, a, c) < 0;
           sg[(a / 4) * 4 * K + c * 4 + a % 4] = tab[a * K + c] ? -1.0f : 1.0f;
+          sz[(a / 4) * 4 * K + c * 4 + a % 4] = tab[a * K + c] ? -0.0f : 0.0f;
         }
       g_neg[i] = tab;
       g_sgn[i] = sg;
+      g_sgz[i] = sz;
     }
     hp->neg = g_neg[i];
     hp->sgn_p = g_sgn[i];
+    hp->sgz_p = g_sgz[i];
   }
   return RESQ_OK;
 }
@@ -379,7 +384,18 @@ static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *
  * the products by +-1 are exact (signed zeros included), so every step rounds
  * exactly like the reference's addition or subtraction. u_c is loaded once per
  * c for all A rows; s_ac is a broadcast operand. Positions j0 outermost: the K
- * slices a block reads (K*B*64 bytes) stay in L1 for every output row. */
+ * slices a block reads (K*B*64 bytes) stay in L1 for every output row.
+ * The last quarter of the A rows instead runs acc = acc + (u_c ^ z_ac), z =
+ * -0.0f / +0.0f (sgz_p: the sign bit alone): the xor negates exactly, and
+ * a + (-b) is a - b in IEEE arithmetic (signed zeros included), so every step
+ * still rounds like the reference's. Why: on Zen 4 FMAs issue only to the FMA
+ * pipes and vaddps only to the add pipes, so a mix of FMAs alone leaves the add
+ * pipes idle; one row in four on them (its xor may issue to any vector pipe)
+ * balances 12 FMAs against 4 adds + 4 xors per column. Alternating processes,
+ * 1 thread, 64 rows in cache, two rounds: n = 11008 0.886x the time, 14336
+ * 0.935x; 2 threads, 2048 rows: 0.86x and 0.96x. Half the rows on the add
+ * side: 0.96-0.99x and 0.99x; three quarters: 1.09-1.10x and 1.08-1.17x.
+ * Bit-identical (ctest; the harness compares with the reference). */
 static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A, const int B, int a_begin,
                                                         int a_end, int64_t j0, const int Y) {
   const had_plan *hp = io->hp;
@@ -392,7 +408,7 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
     __m512 acc[8][4];
     /* the table in panels of 4 rows (see had_plan): the signs of rows a0 .. a0 + 3 for column c are
      * adjacent, and the columns follow each other (one sequential stream per panel) */
-    const float *sg = hp->sgn_p + (int64_t)a0 * K;
+    const float *sg = hp->sgn_p + (int64_t)a0 * K, *sz = hp->sgz_p + (int64_t)a0 * K;
     _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) {
       const __m512 v = _mm512_load_ps(u + 16 * bi);
       _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++)
@@ -403,10 +419,17 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
       __m512 v[4];
       uc += ms;
       sg += 4;
+      sz += 4;
       _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) v[bi] = _mm512_load_ps(uc + 16 * bi);
       _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++) {
-        const __m512 sv = _mm512_set1_ps(sg[(ai >> 2) * 4 * K + (ai & 3)]);
-        _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_fmadd_ps(v[bi], sv, acc[ai][bi]);
+        if (ai * 4 >= 3 * A) { /* the last quarter of the rows: xor + add (see above) */
+          const __m512 zv = _mm512_set1_ps(sz[(ai >> 2) * 4 * K + (ai & 3)]);
+          _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++)
+            acc[ai][bi] = _mm512_add_ps(acc[ai][bi], _mm512_xor_ps(v[bi], zv));
+        } else {
+          const __m512 sv = _mm512_set1_ps(sg[(ai >> 2) * 4 * K + (ai & 3)]);
+          _Pragma("GCC unroll 4") for (int bi = 0; bi < B; bi++) acc[ai][bi] = _mm512_fmadd_ps(v[bi], sv, acc[ai][bi]);
+        }
       }
     }
     _Pragma("GCC unroll 8") for (int ai = 0; ai < A; ai++)
@@ -691,7 +714,7 @@ void resq_cpu_had_row(const had_plan *hp, const float *x32, const uint16_t *x16,
  * hands each call the cache state the other left: a streamed call left its
  * outputs out of the cache, so the ordinary call after it missed on every
  * output line. That made streaming look 1.13-1.29x faster at 512-2048 rows.)
- * K > 1 rows (n = 11008, 14336) are bound by the mix's FMAs: streaming their
+ * K > 1 rows (n = 11008, 14336) are bound by the mix's arithmetic: streaming their
  * outputs measured 0.95-1.02x in alternating calls and 0.955x in blocks of
  * back-to-back calls (14336 x 2048 rows, 2 threads), so they never stream. */
 #define HAD_NT_MIN_BYTES_PER_THREAD (12 << 20)
