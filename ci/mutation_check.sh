@@ -147,22 +147,27 @@ split_line() {
 # The quick form builds only the Q mutants, but it checks the text of every other one, so that a
 # full-only mutant whose code changed fails here instead of rotting until the next full run
 # (cpu_gemm_drop_zero_point_generic did: its line's indentation changed and no CI run noticed).
+# mutant_applies NAME FILE FROM: the mutant's file exists and FROM occurs in it exactly once;
+# otherwise it says why (update the mutant) and fails
+mutant_applies() {
+  if [ ! -f "$SCR/$2" ]; then
+    echo "  ERROR    $1: $2 does not exist (update the mutant)"
+    return 1
+  fi
+  local cnt
+  cnt=$(FROM="$3" perl -0ne 'BEGIN { $n = 0 } $n += () = /\Q$ENV{FROM}\E/g; END { print $n }' "$SCR/$2")
+  if [ "$cnt" != 1 ]; then
+    echo "  ERROR    $1: the text to mutate occurs $cnt times in $2 (expected once; update the mutant):"
+    echo "             $3"
+    return 1
+  fi
+}
 if [ "$MODE" = quick ] && [ -z "$ONLY" ]; then
   while IFS= read -r line; do
     [ -z "$line" ] && continue
     split_line "$line"
     [ ${#F[@]} = 6 ] && [ "${F[1]}" != Q ] || continue # bad lines and Q mutants: the loop below
-    if [ ! -f "$SCR/${F[2]}" ]; then
-      echo "  ERROR    ${F[0]} (full set): ${F[2]} does not exist (update the mutant)"
-      errors=$((errors + 1))
-      continue
-    fi
-    cnt=$(FROM="${F[4]}" perl -0ne 'BEGIN { $n = 0 } $n += () = /\Q$ENV{FROM}\E/g; END { print $n }' "$SCR/${F[2]}")
-    if [ "$cnt" != 1 ]; then
-      echo "  ERROR    ${F[0]} (full set): the text to mutate occurs $cnt times in ${F[2]} (expected once; update the mutant):"
-      echo "             ${F[4]}"
-      errors=$((errors + 1))
-    fi
+    mutant_applies "${F[0]} (full set)" "${F[2]}" "${F[4]}" || errors=$((errors + 1))
   done <<< "$MUTANTS"
 fi
 while IFS= read -r line; do
@@ -187,15 +192,7 @@ while IFS= read -r line; do
     continue
   fi
   f=$SCR/$file
-  if [ ! -f "$f" ]; then
-    echo "  ERROR    $name: $file does not exist (update the mutant)"
-    errors=$((errors + 1))
-    continue
-  fi
-  cnt=$(FROM="$from" perl -0ne 'BEGIN { $n = 0 } $n += () = /\Q$ENV{FROM}\E/g; END { print $n }' "$f")
-  if [ "$cnt" != 1 ]; then
-    echo "  ERROR    $name: the text to mutate occurs $cnt times in $file (expected once; update the mutant):"
-    echo "             $from"
+  if ! mutant_applies "$name" "$file" "$from"; then
     errors=$((errors + 1))
     continue
   fi
