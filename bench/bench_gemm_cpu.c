@@ -40,8 +40,8 @@
  *     wbytes = weights; probe_bw (M <= 16):
  *     a read probe over the same weight copies right after the timing;
  *     paired_vs_peer, paired_peer_q1/_q3/_n (M <= 16, with oneDNN): the
- *     speedup over the W8A8 peer from alternating pairs of calls (see
- *     paired_vs_peer below). */
+ *     speedup over the W8A8 peer from alternating pairs of blocks of
+ *     calls (see paired_vs_peer below). */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
@@ -174,11 +174,13 @@ static void paired_vs_peer(resq_bench_state *st, int v, int64_t M, int64_t N, in
     if (done[i].v == v && done[i].M == M && done[i].N == N && done[i].K == K) slot = i;
   if (slot < 0) {
     char why[512];
-    rb_onednn_mm *mm = ndone < (int)(sizeof done / sizeof done[0]) ? rb_onednn_int8_open(M, N, K, why, sizeof why) : NULL;
+    rb_onednn_mm *mm =
+        ndone < (int)(sizeof done / sizeof done[0]) ? rb_onednn_int8_open(M, N, K, why, sizeof why) : NULL;
     if (!mm) return; /* no counter: run_all leaves the column empty */
     ours_side o = {W, a, y, M, N, 0};
     int bad = 0;
-    const int n = rb_pair_times(side_peer, mm, side_ours, &o, RB_PAIRED_PEER_WARM_S, RB_PAIRED_PEER_BLOCK_S, RB_PAIRED_PEER_S, 5, 101, &done[ndone].ps, &bad);
+    const int n = rb_pair_times(side_peer, mm, side_ours, &o, RB_PAIRED_PEER_WARM_S, RB_PAIRED_PEER_BLOCK_S,
+                                RB_PAIRED_PEER_S, 5, 101, &done[ndone].ps, &bad);
     rb_onednn_int8_close(mm);
     if (n < 0) {
       resq_bench_error(st, "paired_vs_peer: a oneDNN or ResQ call failed during the pairs (status %d; both passed "

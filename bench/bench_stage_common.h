@@ -74,7 +74,8 @@ static int64_t rb_register_memcpy(int64_t stage_bytes) {
  * per repetition to size its loop. Counter "paired_n" = n. The stage calls of
  * the CPU backend use every thread of its pool and the memcpy runs on one, as
  * in the two benchmarks compared. A stage call that fails (it passed the same
- * call's check just before) ends the pairing with an error. */
+ * call's check just before) ends the pairing with an error. The pairs are
+ * rb_pair_times's (bench_util.h) with single calls per side. */
 #define RB_PAIRED_S 0.25
 #define RB_MAX_PAIRED 512
 typedef resq_status (*rb_stage_fn)(const void *ctx); /* one stage call; RESQ_OK or its failure */
@@ -117,7 +118,8 @@ static void rb_paired_vs_memcpy(resq_bench_state *st, const char *id, int64_t st
     rb_memcpy_side ms = {dst, src, bytes};
     rb_stage_side ss = {call, ctx};
     int bad = 0;
-    const int n = rb_pair_times(rb_side_memcpy, &ms, rb_side_stage, &ss, 0.0, 0.0, RB_PAIRED_S, 5, 201, &ps[nids], &bad);
+    const int n =
+        rb_pair_times(rb_side_memcpy, &ms, rb_side_stage, &ss, 0.0, 0.0, RB_PAIRED_S, 5, 201, &ps[nids], &bad);
     rb_free(src);
     rb_free(dst);
     if (n < 0) {

@@ -82,10 +82,12 @@ void rb_context_common(void);
 double rb_read_probe(void *const *bufs, const size_t *sizes, int n, int threads, int reps);
 
 /* Paired timing of two calls A and B (each returns 0, or nonzero on failure):
- * n pairs, the side that goes first alternating, each timed call following one
- * untimed call of its own side; ratio_i = t(A) / t(B) of pair i, so a value > 1
- * means B is faster. n: as many pairs as fit in budget_s seconds by a first
- * timing of both, odd, clamped to [nmin, nmax] (nmax <= RB_PAIRS_MAX). Fills
+ * n pairs, the side that goes first alternating. Each side of a pair runs
+ * untimed calls for warm_s (at least one), then timed calls for block_s (at
+ * least one: warm_s = block_s = 0 is one untimed and one timed call), and its
+ * time is the mean of its timed calls; ratio_i = t(A) / t(B) of pair i, so a
+ * value > 1 means B is faster. n: as many pairs as fit in budget_s seconds by
+ * a first pair, odd, clamped to [nmin, nmax] (nmax <= RB_PAIRS_MAX). Fills
  * the median and quartiles of the n ratios and returns n, or returns -1 (the
  * failing side's status in *bad, stats untouched) if a call failed. Why: two
  * benchmarks of the same shape run seconds to minutes apart, and a shared
