@@ -426,8 +426,8 @@ if have gemm.tsv; then
       echo "median over n alternating pairs of blocks, each side 5 ms of untimed calls and then 20 ms of timed calls on its cold"
       echo "weight copies, so both sides of a pair see the same host; q1 and q3 are the quartiles of the n pair ratios (as for"
       echo "the activation stages' \`paired\`). Blocks, not single calls: the two libraries' thread pools share the cores, and"
-      echo "a worker still spinning after one library's call slows the other's next call. A wide quartile range means the"
-      echo "host moved within a second."
+      echo "a worker still spinning after one library's call slows the other's next call; the 5 ms warm-up absorbs most"
+      echo "of that, and nothing here proves it absorbs all of it. A wide quartile range means the host moved within a second."
       echo
       awk -F'\t' '
         function v(x) { return x == "" ? "-" : x }

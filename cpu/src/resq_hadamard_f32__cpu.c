@@ -390,8 +390,8 @@ static inline __attribute__((always_inline)) void cross_pass(had_io *io, float *
  * a + (-b) is a - b in IEEE arithmetic (signed zeros included), so every step
  * still rounds like the reference's. Why: on Zen 4 FMAs issue only to the FMA
  * pipes and vaddps only to the add pipes, so a mix of FMAs alone leaves the add
- * pipes idle; one row in four on them (its xor may issue to any vector pipe)
- * balances 12 FMAs against 4 adds + 4 xors per column. Alternating processes,
+ * pipes idle; one row in four on them gives 12 FMAs against 4 adds + 4 xors
+ * per column, the split that measured fastest. Alternating processes,
  * 1 thread, 64 rows in cache, two rounds: n = 11008 0.886x the time, 14336
  * 0.935x; 2 threads, 2048 rows: 0.86x and 0.96x. Half the rows on the add
  * side: 0.96-0.99x and 0.99x; three quarters: 1.09-1.10x and 1.08-1.17x.
