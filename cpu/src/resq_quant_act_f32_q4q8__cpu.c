@@ -368,22 +368,12 @@ RESQ_REDUCE2(reduce2_maxu16, RESQ_MAXU16)
  * A part with Q < 32 and z in [0, 31] (every 4-bit part with clip >= 1/2)
  * gets the folded form instead: sh = 16, z in M, C = bits(192) (below; the
  * general steps read it the same way, codes_step_lo16 relies on it).
- * two: parts 2..15 of the block are padding and their ranges are not read
- * (reduce2_*). Returns 0 if a lane's scale is degenerate (the caller then
- * finds and reports the first one with params()). */
-static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, int f16, float clip,
-                                                          const float *maxq16, float *pp, int64_t Pa, int two) {
+ * mn and mx: the 16 parts' ranges, lane i part i of the block. Returns 0 if
+ * a lane's scale is degenerate (the caller then finds and reports the first
+ * one with params(): first_bad_part). */
+static inline __attribute__((always_inline)) int params16_of(__m512 mn, __m512 mx, float clip, const float *maxq16,
+                                                             float *pp, int64_t Pa) {
   const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f), vclip = _mm512_set1_ps(clip);
-  __m512 mn, mx;
-  if (f16) {
-    __m512i a = _mm512_castps_si512(two ? reduce2_maxu16(vmn) : reduce16_maxu16(vmn)),
-            b = _mm512_castps_si512(two ? reduce2_maxs16(vmx) : reduce16_maxs16(vmx));
-    mn = RESQ_FOLD16(a, _mm512_max_epu16);
-    mx = RESQ_FOLD16(b, _mm512_max_epi16);
-  } else {
-    mn = two ? reduce2_min(vmn) : reduce16_min(vmn);
-    mx = two ? reduce2_max(vmx) : reduce16_max(vmx);
-  }
   __m512 amax = _mm512_max_ps(_mm512_sub_ps(zero, mn), mx);
   mn = _mm512_mul_ps(mn, vclip);
   mx = _mm512_mul_ps(mx, vclip);
@@ -429,6 +419,82 @@ static inline __attribute__((always_inline)) int params16(const float *vmn, cons
   _mm512_store_si512(pp + QP_SH * Pa, sh);
   return 1;
 }
+
+/* params16_of on the ranges of 16 parts stored by minmax_avx512 or
+ * minmax_lo48_hi16_f16. two: parts 2..15 of the block are padding and their
+ * ranges are not read (reduce2_*). */
+static inline __attribute__((always_inline)) int params16(const float *vmn, const float *vmx, int f16, float clip,
+                                                          const float *maxq16, float *pp, int64_t Pa, int two) {
+  __m512 mn, mx;
+  if (f16) {
+    __m512i a = _mm512_castps_si512(two ? reduce2_maxu16(vmn) : reduce16_maxu16(vmn)),
+            b = _mm512_castps_si512(two ? reduce2_maxs16(vmx) : reduce16_maxs16(vmx));
+    mn = RESQ_FOLD16(a, _mm512_max_epu16);
+    mx = RESQ_FOLD16(b, _mm512_max_epi16);
+  } else {
+    mn = two ? reduce2_min(vmn) : reduce16_min(vmn);
+    mx = two ? reduce2_max(vmx) : reduce16_max(vmx);
+  }
+  return params16_of(mn, mx, clip, maxq16, pp, Pa);
+}
+
+/* The ranges of 8 whole groups of 128 halves (lo part 112 channels, hi part
+ * 16: head_dim 128 with r = 16), the 16 parts' mn and mx as f32 lanes in part
+ * order (lane 2g lo, 2g + 1 hi of group g), without a store: the same integer
+ * maxima as minmax_lo48_hi16_f16 (so the same numbers), in registers.
+ * Per group, vectors a0..a3 (32 halves each; a3: lo channels 96-111 in its
+ * low 256 bits, the hi part in its high 256): the lo part is folded to 256
+ * bits (its 16 words: 2 zmm maxima, then 256-bit ones) and put beside the hi
+ * part, one vector per group and kind (minmax_lo48_hi16_f16 writes two per
+ * part and kind, 4 zmm stores per group). Then 8 vectors of 2 parts x 8
+ * dwords reduce to one lane per part in 3 levels (shuffles of 128-bit blocks,
+ * then within blocks, 21 shuffles and maxima per kind instead of 45 for 16
+ * stored vectors) and one vpermd into part order. The starting values of
+ * minmax_avx512 (0 and 0x8000) join once, at the end: max is associative. */
+#define RESQ_MAX3(OP, A, B, C) OP(OP(A, B), C)
+#define RESQ_RANGE_G128(NAME, OP)                                                                            \
+  static inline __attribute__((always_inline)) __m512i NAME(const __m512i *v) {                               \
+    __m512i a[4], b[2];                                                                                       \
+    for (int j = 0; j < 4; j++) /* block L of a[j]: part 4j + L (blocks 0, 1 of v[g]: lo; 2, 3: hi) */       \
+      a[j] = OP(_mm512_shuffle_i32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(2, 0, 2, 0)),                        \
+                _mm512_shuffle_i32x4(v[2 * j], v[2 * j + 1], _MM_SHUFFLE(3, 1, 3, 1)));                       \
+    for (int k = 0; k < 2; k++) /* block L of b[k]: part 8k + L (dwords 0, 1), 8k + 4 + L (2, 3) */          \
+      b[k] = OP(_mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(a[2 * k]),                          \
+                                                      _mm512_castsi512_ps(a[2 * k + 1]), _MM_SHUFFLE(1, 0, 1, 0))), \
+                _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(a[2 * k]),                          \
+                                                      _mm512_castsi512_ps(a[2 * k + 1]), _MM_SHUFFLE(3, 2, 3, 2))));\
+    /* dword 4L + i: part 4i + L */                                                                           \
+    __m512i c = OP(_mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(b[0]), _mm512_castsi512_ps(b[1]),   \
+                                                         _MM_SHUFFLE(2, 0, 2, 0))),                           \
+                   _mm512_castps_si512(_mm512_shuffle_ps(_mm512_castsi512_ps(b[0]), _mm512_castsi512_ps(b[1]),   \
+                                                         _MM_SHUFFLE(3, 1, 3, 1))));                          \
+    return _mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15), c); \
+  }
+RESQ_RANGE_G128(reduce_g128_maxu16, _mm512_max_epu16)
+RESQ_RANGE_G128(reduce_g128_maxs16, _mm512_max_epi16)
+#undef RESQ_RANGE_G128
+
+static inline __attribute__((always_inline)) void ranges_g128_f16(const uint16_t *x, __m512 *mn, __m512 *mx) {
+  __m512i vn[8], vx[8];
+#pragma GCC unroll 8
+  for (int g = 0; g < 8; g++) {
+    const uint16_t *xg = x + 128 * g;
+    const __m512i a0 = _mm512_loadu_si512(xg), a1 = _mm512_loadu_si512(xg + 32), a2 = _mm512_loadu_si512(xg + 64),
+                  a3 = _mm512_loadu_si512(xg + 96);
+    const __m512i n3 = RESQ_MAX3(_mm512_max_epu16, a0, a1, a2), x3 = RESQ_MAX3(_mm512_max_epi16, a0, a1, a2);
+    const __m256i n = RESQ_MAX3(_mm256_max_epu16, _mm512_castsi512_si256(n3), _mm512_extracti64x4_epi64(n3, 1),
+                                _mm512_castsi512_si256(a3)),
+                  xx = RESQ_MAX3(_mm256_max_epi16, _mm512_castsi512_si256(x3), _mm512_extracti64x4_epi64(x3, 1),
+                                 _mm512_castsi512_si256(a3));
+    vn[g] = _mm512_inserti64x4(a3, n, 0);
+    vx[g] = _mm512_inserti64x4(a3, xx, 0);
+  }
+  const __m512i un = _mm512_max_epu16(reduce_g128_maxu16(vn), _mm512_set1_epi16((short)0x8000)),
+                sx = _mm512_max_epi16(reduce_g128_maxs16(vx), _mm512_setzero_si512());
+  *mn = RESQ_FOLD16(un, _mm512_max_epu16);
+  *mx = RESQ_FOLD16(sx, _mm512_max_epi16);
+}
+#undef RESQ_MAX3
 
 /* rint(x / s) with the IEEE division, clamped to +-2^16 first (the codes are
  * clamped to [0, 255] later, and an int32 conversion must not overflow) */
@@ -712,6 +778,26 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
   }
 }
 
+/* After params16 found a degenerate scale in parts p0..p1 - 1 of row m (ranges mn[p - p0], mx[p - p0]):
+ * params() on them in row order reports the first (the blocks before this one had none). Returns 1 if
+ * it did (it always should). */
+static int first_bad_part(const quant_plan *qp, int64_t p0, int64_t p1, const float *mn, const float *mx, int64_t m,
+                          quant_fail *fail) {
+  for (int64_t p = p0; p < p1; p++) {
+    int64_t c0, n;
+    int bits, hi;
+    float pp[2];
+    part_of(qp, p, &c0, &n, &bits, &hi);
+    if (!params(mn[p - p0], mx[p - p0], qp->clip, bits, pp, fail)) {
+      fail->row = m;
+      fail->c0 = c0;
+      fail->c1 = c0 + n;
+      return 1;
+    }
+  }
+  return 0;
+}
+
 /* One row on the AVX-512 path: everything inlined into one function (for
  * groups of 128 the per-part calls and their setup cost more than the part's
  * arithmetic), one copy per input type. */
@@ -736,12 +822,18 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
   for (int64_t p0 = 0; p0 < Pa; p0 += 16) {
     const int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
     if (f16 && joint && qp->lpg == 112 && p1 == p0 + 16) {
-      /* groups of 128, a whole block of 8: constant sizes and strides, so the group's loop and its
-       * bounds disappear (alternating calls, 256 rows of K = 4096 in cache, 1 thread: 0.96-0.97x the time) */
-      for (int64_t p = p0; p < p0 + 16; p += 2)
-        minmax_lo48_hi16_f16(x16 + (p >> 1) * 128, 112, vmn + 16 * (p - p0), vmx + 16 * (p - p0),
-                             vmn + 16 * (p - p0 + 1), vmx + 16 * (p - p0 + 1));
-    } else if (f16 && joint) {
+      /* groups of 128, a whole block of 8: the ranges in registers (ranges_g128_f16) */
+      __m512 mn, mx;
+      ranges_g128_f16(x16 + (p0 >> 1) * 128, &mn, &mx);
+      if (params16_of(mn, mx, qp->clip, qp->maxq16, sc + p0, Pa)) continue;
+      /* a degenerate scale (a tiny clip): the first such part, as below */
+      float fmn[16], fmx[16];
+      _mm512_storeu_ps(fmn, mn);
+      _mm512_storeu_ps(fmx, mx);
+      if (first_bad_part(qp, p0, p1, fmn, fmx, m, fail)) return 1;
+      continue;
+    }
+    if (f16 && joint) {
       for (int64_t p = p0; p < p1; p += 2)
         minmax_lo48_hi16_f16(x16 + (p >> 1) * qp->group, qp->lpg, vmn + 16 * (p - p0), vmx + 16 * (p - p0),
                              vmn + 16 * (p - p0 + 1), vmx + 16 * (p - p0 + 1));
@@ -768,8 +860,8 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
     if (!params16(vmn, vmx, f16, qp->clip, qp->maxq16, sc + p0, Pa, two)) {
       /* a degenerate scale in this block (f32 input, or f16 with a tiny clip): its parts one by one, in row
        * order, to report the first (the blocks before this one had none) */
+      float fmn[16], fmx[16];
       for (int64_t p = p0; p < p1; p++) {
-        float mn, mx, pp[2];
         if (f16) {
           const uint16_t *bn = (const uint16_t *)(vmn + 16 * (p - p0)), *bx = (const uint16_t *)(vmx + 16 * (p - p0));
           uint16_t un = 0x8000;
@@ -778,20 +870,14 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
             if (bn[j] > un) un = bn[j];
             if ((int16_t)bx[j] > sx) sx = (int16_t)bx[j];
           }
-          mn = resq_f16_to_f32(un);
-          mx = resq_f16_to_f32((uint16_t)sx);
+          fmn[p - p0] = resq_f16_to_f32(un);
+          fmx[p - p0] = resq_f16_to_f32((uint16_t)sx);
         } else {
-          mn = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * (p - p0)));
-          mx = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * (p - p0)));
-        }
-        part_of(qp, p, &c0, &n, &bits, &hi);
-        if (!params(mn, mx, qp->clip, bits, pp, fail)) {
-          fail->row = m;
-          fail->c0 = c0;
-          fail->c1 = c0 + n;
-          return 1;
+          fmn[p - p0] = _mm512_reduce_min_ps(_mm512_load_ps(vmn + 16 * (p - p0)));
+          fmx[p - p0] = _mm512_reduce_max_ps(_mm512_load_ps(vmx + 16 * (p - p0)));
         }
       }
+      if (first_bad_part(qp, p0, p1, fmn, fmx, m, fail)) return 1;
     }
   }
   /* pass 2: codes, scales, zeros */
