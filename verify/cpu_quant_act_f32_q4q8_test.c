@@ -83,13 +83,12 @@ static void fill_rows(resq_rng *r, float *x, int64_t M, int64_t K, int64_t ld, i
   }
 }
 
-static void check_cfg(resq_rng *r, const resq_qact_params *p, int64_t M, int kind) {
+/* Rows x (M x K, leading dimension ld, f16-representable values) as f32 and
+ * as f16 input: every ISA, 1 and 3 threads, against the reference. */
+static void check_rows(const resq_qact_params *p, const float *x, int64_t M, int64_t ld) {
   resq_qact_layout L;
   if (!RC_CHECK(resq_qact_check(p, &L) == RESQ_OK, "params: %s", resq_last_error())) return;
-  int64_t K = p->K, ld = K + 5;
-  float *x = calloc((size_t)(M * ld) + 1, 4);
   uint16_t *x16 = calloc((size_t)(M * ld) + 1, 2);
-  fill_rows(r, x, M, K, ld, kind);
   for (int64_t i = 0; i < M * ld; i++) x16[i] = resq_f32_to_f16(x[i]);
   for (int src = 0; src < 2; src++) {
     qbuf want, got;
@@ -113,7 +112,15 @@ static void check_cfg(resq_rng *r, const resq_qact_params *p, int64_t M, int kin
   }
   resq_cpu_set_isa(RESQ_CPU_ISA_AUTO);
   resq_cpu_set_threads(0);
-  free(x), free(x16);
+  free(x16);
+}
+
+static void check_cfg(resq_rng *r, const resq_qact_params *p, int64_t M, int kind) {
+  int64_t K = p->K, ld = K + 5;
+  float *x = calloc((size_t)(M * ld) + 1, 4);
+  fill_rows(r, x, M, K, ld, kind);
+  check_rows(p, x, M, ld);
+  free(x);
 }
 
 /* A configuration row: K, group, r, bits_lo, bits_hi, clip*100 (, M). */
@@ -253,6 +260,32 @@ static void case_extreme(void) {
         check_f32_rows(&p, &L, x, M, K, "extreme ranges");
         free(x);
       }
+}
+
+/* Groups of 128 (r = 16) whose lo part is all zero beside hi parts under
+ * clip 0.001. An all-zero part gets the range [-1, 1] and max |x| = 0, so
+ * the AVX-512 path codes it in the folded 4-bit form whatever the clip, and
+ * the joint step of such a group (codes_lo48f_hi16) then meets hi codes up to
+ * about +-1.3e5, past int16 before their clamp. Rows: lo parts all zero in
+ * every group, or in every other group (the others normal). */
+static void case_folded_lo_tiny_clip(void) {
+  if (!rc_case("folded_lo_beside_tiny_clip_vs_ref")) return;
+  resq_rng r;
+  resq_rng_init(&r, rc_seed());
+  static const int64_t cfg[7] = {1024, 128, 16, 4, 8, 100, 4};
+  resq_qact_params p = params_of(cfg);
+  p.clip = 0.001f;
+  const int64_t M = cfg[6], K = p.K, ld = K + 3;
+  rc_note("K=%lld group=%lld r=%lld bits=%d/%d clip=%g M=%lld", (long long)K, (long long)p.group, (long long)p.r,
+          p.bits_lo, p.bits_hi, (double)p.clip, (long long)M);
+  float *x = calloc((size_t)(M * ld) + 1, 4);
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t j = 0; j < K; j++) {
+      const int hi = j % 128 >= 112, zero_lo = m % 2 == 0 || (j / 128) % 2 == 0;
+      x[m * ld + j] = hi || !zero_lo ? resq_round_f16((float)resq_rng_normal(&r)) : 0.0f;
+    }
+  check_rows(&p, x, M, ld);
+  free(x);
 }
 
 /* resq_hadamard_f32__ref on the widened f16 rows, then resq_quant_act_f32_q4q8__ref. */
@@ -488,6 +521,7 @@ int main(int argc, char **argv) {
   case_shapes();
   case_near_ties();
   case_extreme();
+  case_folded_lo_tiny_clip();
   case_fused();
   case_errors();
   case_degenerate_parts();

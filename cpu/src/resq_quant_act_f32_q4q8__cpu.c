@@ -705,6 +705,59 @@ static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *sr
   _mm_storeu_si128((__m128i *)dhi, _mm512_extracti32x4_epi32(_mm512_permutexvar_epi32(perm, b), 3));
 }
 
+/* codes_lo48_hi16 for a lo part in the folded form (kl->folded; kh any
+ * form): vectors 0-2 as in codes_step_lo16 (their codes are the high words
+ * of bits(y) minus 0x4340, the tie test one unsigned word minimum), vector 3
+ * (the hi part) as in codes_step (fixed_codes: u = bits(y) - C, its test,
+ * u >> sh). One flag for the four sends all of them to the division, each in
+ * its own form. The hi codes are clamped to [0, 255] as int32 (the packs and
+ * vpminub below clamp them to that and to maxq anyway, so the bytes are
+ * unchanged) and their low words joined with the high words of vector 2 by
+ * one vpermt2w, so the two vpermt2w and one vpackuswb of codes_step_lo16 give
+ * the packed vector: in 128-bit lane L, bytes 0-7 are lo channels 8L..8L+7,
+ * bytes 8-15 lo channels 32 + 8L.. (L = 0, 1) or hi channels 8(L - 2)..
+ * (L = 2, 3), i.e. codes_step_lo16's layout, so its vpermd and vpmovwb order
+ * the nibbles; the hi bytes are qwords 5 and 7. 27 zmm operations where
+ * codes_lo48_hi16 has 33. Stores as codes_lo48_hi16 (full: 32 nibble bytes). */
+static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *src, const int f16, const codes_k *kl,
+                                                                   const codes_k *kh, __m512i mq, uint8_t *dlo,
+                                                                   uint8_t *dhi, int full) {
+  const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
+  const __m512i perm = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m512i hiw = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
+                                       23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  /* words 0-15: the high words of a (vector 2); 16-31: the low words of b (the hi codes) */
+  const __m512i hlw = _mm512_set_epi16(62, 60, 58, 56, 54, 52, 50, 48, 46, 44, 42, 40, 38, 36, 34, 32, 31, 29, 27, 25,
+                                       23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+  const __m512i base = _mm512_set1_epi16(RESQ_BITS_192 >> 16);
+  __m512 v[4];
+  __m512i y[3];
+  for (int j = 0; j < 4; j++)
+    v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
+               : _mm512_loadu_ps((const float *)src + 16 * j);
+  for (int j = 0; j < 3; j++)
+    y[j] = _mm512_castps_si512(_mm512_fmadd_round_ps(v[j], kl->r, kl->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  __mmask16 near = 0;
+  __m512i c3 = fixed_codes(v[3], kh, &near);
+  const __m512i wmin = _mm512_min_epu16(_mm512_min_epu16(y[0], y[1]), y[2]);
+  if (_mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)) | near) {
+    for (int j = 0; j < 3; j++)
+      y[j] = _mm512_slli_epi32(_mm512_add_epi32(_mm512_add_epi32(rint_div(v[j], k_s(kl)), k_z(kl)),
+                                                _mm512_set1_epi32(RESQ_BITS_192 >> 16)),
+                               16);
+    c3 = _mm512_add_epi32(rint_div(v[3], k_s(kh)), k_z(kh));
+  }
+  c3 = _mm512_min_epi32(_mm512_max_epi32(c3, _mm512_setzero_si512()), _mm512_set1_epi32(255));
+  const __m512i w01 = _mm512_sub_epi16(_mm512_permutex2var_epi16(y[0], hiw, y[1]), base);
+  const __m512i t23 = _mm512_permutex2var_epi16(y[2], hlw, c3);
+  const __m512i w23 = _mm512_mask_sub_epi16(t23, (__mmask32)0x0000FFFFu, t23, base);
+  const __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), mq);
+  const __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
+  if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
+  else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
+  _mm_storeu_si128((__m128i *)dhi, _mm512_castsi512_si128(_mm512_permutexvar_epi64(_mm512_set_epi64(7, 7, 7, 7, 7, 7, 7, 5), b)));
+}
+
 /* pp: the part's parameters in the scratch (QP_* arrays Pa floats apart) */
 static inline __attribute__((always_inline)) void codes_avx512(const float *x, const uint16_t *x16, int64_t c0,
                                                                int64_t n, const float *pp, int64_t Pa, __m512i vmaxq,
@@ -758,6 +811,8 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
   const int esz = f16 ? 2 : 4;
   const char *src = f16 ? (const char *)x16 : (const char *)x32;
   const int64_t gb = group * esz; /* bytes of input per group */
+  /* codes_lo48f_hi16's maxq per packed byte: the hi codes are bytes 8-15 of 128-bit lanes 2 and 3 */
+  const __m512i mq_f = _mm512_mask_blend_epi8((__mmask64)0xFF00FF0000000000ull, maxq_lo, maxq_hi);
   for (int64_t g = 0; g < G; g++, src += gb, dlo += lo_bpg, dhi += 16, sc += 2) {
     /* the lo part's parameters at sc (QP_* arrays Pa floats apart), the hi part's at sc + 1 */
     const codes_k kl = part_k(sc, Pa), kh = part_k(sc + 1, Pa);
@@ -774,7 +829,10 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
     }
     if (next)
       for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + nlo * esz + b, _MM_HINT_T1);
-    codes_lo48_hi16(src + nlo * esz, f16, &kl, &kh, maxq_lo, maxq_hi, dlo + nlo / 2, dhi, g + 1 < G);
+    if (kl.folded)
+      codes_lo48f_hi16(src + nlo * esz, f16, &kl, &kh, mq_f, dlo + nlo / 2, dhi, g + 1 < G);
+    else
+      codes_lo48_hi16(src + nlo * esz, f16, &kl, &kh, maxq_lo, maxq_hi, dlo + nlo / 2, dhi, g + 1 < G);
   }
 }
 
