@@ -880,15 +880,22 @@ static inline __attribute__((always_inline)) int quant_row_t(const quant_plan *q
   for (int64_t p0 = 0; p0 < Pa; p0 += 16) {
     const int64_t p1 = p0 + 16 < P ? p0 + 16 : P;
     if (f16 && joint && qp->lpg == 112 && p1 == p0 + 16) {
-      /* groups of 128, a whole block of 8: the ranges in registers (ranges_g128_f16) */
-      __m512 mn, mx;
-      ranges_g128_f16(x16 + (p0 >> 1) * 128, &mn, &mx);
-      if (params16_of(mn, mx, qp->clip, qp->maxq16, sc + p0, Pa)) continue;
-      /* a degenerate scale (a tiny clip): the first such part, as below */
-      float fmn[16], fmx[16];
-      _mm512_storeu_ps(fmn, mn);
-      _mm512_storeu_ps(fmx, mx);
-      if (first_bad_part(qp, p0, p1, fmn, fmx, m, fail)) return 1;
+      /* groups of 128, whole blocks of 8: the ranges in registers (ranges_g128_f16), up to 4 blocks
+       * before their parameters, so that the 4 blocks' dependent chains (reduce, fold, 2 divisions
+       * deep) overlap (alternating processes, 1 thread, K = 4096 in cache: 0.955-0.965x the time) */
+      __m512 mn[4], mx[4];
+      int nb = 0;
+      for (; nb < 4 && p0 + 16 * nb + 16 <= P; nb++)
+        ranges_g128_f16(x16 + ((p0 + 16 * nb) >> 1) * 128, &mn[nb], &mx[nb]);
+      for (int b = 0; b < nb; b++)
+        if (!params16_of(mn[b], mx[b], qp->clip, qp->maxq16, sc + p0 + 16 * b, Pa)) {
+          /* a degenerate scale (a tiny clip): the first such part, as below */
+          float fmn[16], fmx[16];
+          _mm512_storeu_ps(fmn, mn[b]);
+          _mm512_storeu_ps(fmx, mx[b]);
+          if (first_bad_part(qp, p0 + 16 * b, p0 + 16 * b + 16, fmn, fmx, m, fail)) return 1;
+        }
+      p0 += 16 * (nb - 1);
       continue;
     }
     if (f16 && joint) {
