@@ -6,7 +6,8 @@
  * Per row (AVX-512 path): pass 1 finds the range of every part of every group
  * (f32: vminps/vmaxps against 0; f16: integer max of the bit patterns, see
  * minmax_avx512; both exact), 16 parts at a time, each block followed by its
- * parameters in the reference's fp32 order (s = (mx - mn) / maxq,
+ * parameters (groups of 128 with r = 16, f16: ranges_g128_f16 in registers,
+ * 4 blocks, then their parameters) in the reference's fp32 order (s = (mx - mn) / maxq,
  * z = rint(-mn / s)), 16 parts per vector; pass 2
  * computes every code clamp(rint(x / s) + z, 0, maxq) from x * fl(1/s) in
  * fixed point (one FMA onto a magic constant) where that is provably the same
