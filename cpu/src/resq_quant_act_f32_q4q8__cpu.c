@@ -762,7 +762,8 @@ static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *s
     v[j] = f16 ? _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)((const uint16_t *)src + 16 * j)))
                : _mm512_loadu_ps((const float *)src + 16 * j);
   for (int j = 0; j < 3; j++)
-    y[j] = _mm512_castps_si512(_mm512_fmadd_round_ps(v[j], kl->r, kl->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    y[j] = _mm512_castps_si512(
+        _mm512_fmadd_round_ps(v[j], kl->r, kl->m, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
   __mmask16 near = 0;
   __m512i c3 = fixed_codes(v[3], kh, &near);
   const __m512i wmin = _mm512_min_epu16(_mm512_min_epu16(y[0], y[1]), y[2]);
@@ -781,7 +782,8 @@ static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *s
   const __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
   if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
   else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
-  _mm_storeu_si128((__m128i *)dhi, _mm512_castsi512_si128(_mm512_permutexvar_epi64(_mm512_set_epi64(7, 7, 7, 7, 7, 7, 7, 5), b)));
+  const __m512i q57 = _mm512_set_epi64(7, 7, 7, 7, 7, 7, 7, 5); /* qwords 5 and 7: the 16 hi codes */
+  _mm_storeu_si128((__m128i *)dhi, _mm512_castsi512_si128(_mm512_permutexvar_epi64(q57, b)));
 }
 
 /* pp: the part's parameters in the scratch (QP_* arrays Pa floats apart) */
