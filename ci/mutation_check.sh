@@ -71,6 +71,7 @@ cpu_quant_g128_range_lo_tail_dropped_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8_
 cpu_quant_joint_folded_hi_unclamped_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  c3 = _mm512_min_epi32(_mm512_max_epi32(c3, _mm512_setzero_si512()), _mm512_set1_epi32(255));~~  c3 = _mm512_min_epi32(c3, _mm512_set1_epi32(255));
 cpu_quant_joint_folded_hi_tie_ignored_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~  if (_mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)) | near) {~~  if (_mm512_testn_epi16_mask(wmin, _mm512_set1_epi16((short)0xFFFC)) | (0 & near)) {
 cpu_quant_lo16_pair_order_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);~~perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 3, 7, 11, 15, 2, 6, 10, 14);
+cpu_quant_joint_last_group_unmasked_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~        else _mm512_mask_storeu_epi8(dlo, (__mmask64)0x00FFFFFFFFFFFFFFull, o);~~        else _mm512_storeu_si512(dlo, o);
 cpu_quant_logical_shift_avx512~~F~~cpu/src/resq_quant_act_f32_q4q8__cpu.c~~quant~~return _mm512_sra_epi32(u, k->sh);~~return _mm512_srl_epi32(u, k->sh);
 f16_round_ties_away~~F~~ref/src/dtype.c~~dtype~~  if (rem > half || (rem == half && (q & 1u))) q++;~~  if (rem >= half) q++;
 hadamard_descending_strides~~F~~ref/src/resq_hadamard_f32__ref.c~~hadamard~~    for (int64_t h = 1; h < m; h <<= 1)~~    for (int64_t h = m / 2; h >= 1; h >>= 1)

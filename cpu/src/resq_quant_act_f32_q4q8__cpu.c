@@ -744,12 +744,12 @@ static inline __attribute__((always_inline)) void codes_lo48_hi16(const void *sr
  * bytes 8-15 lo channels 32 + 8L.. (L = 0, 1) or hi channels 8(L - 2)..
  * (L = 2, 3), i.e. codes_step_lo16's layout, so its vpermd and vpmovwb order
  * the nibbles; the hi bytes are qwords 5 and 7. 27 zmm operations where
- * codes_lo48_hi16 has 33. Stores as codes_lo48_hi16 (full: 32 nibble bytes). */
-static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *src, const int f16, const codes_k *kl,
-                                                                   const codes_k *kh, __m512i mq, uint8_t *dlo,
-                                                                   uint8_t *dhi, int full) {
+ * codes_lo48_hi16 has 33. Stores the hi codes and returns the joined words
+ * (vpmaddubsw) of the nibbles, as lo16_joined. */
+static inline __attribute__((always_inline)) __m512i lo48f_hi16_joined(const void *src, const int f16,
+                                                                        const codes_k *kl, const codes_k *kh,
+                                                                        __m512i mq, uint8_t *dhi) {
   const __m512i join = _mm512_set1_epi16(16 << 8 | 1);
-  const __m512i perm = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
   const __m512i hiw = _mm512_set_epi16(63, 61, 59, 57, 55, 53, 51, 49, 47, 45, 43, 41, 39, 37, 35, 33, 31, 29, 27, 25,
                                        23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
   /* words 0-15: the high words of a (vector 2); 16-31: the low words of b (the hi codes) */
@@ -779,11 +779,19 @@ static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *s
   const __m512i t23 = _mm512_permutex2var_epi16(y[2], hlw, c3);
   const __m512i w23 = _mm512_mask_sub_epi16(t23, (__mmask32)0x0000FFFFu, t23, base);
   const __m512i b = _mm512_min_epu8(_mm512_packus_epi16(w01, w23), mq);
-  const __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, _mm512_maddubs_epi16(b, join)));
-  if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
-  else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
   const __m512i q57 = _mm512_set_epi64(7, 7, 7, 7, 7, 7, 7, 5); /* qwords 5 and 7: the 16 hi codes */
   _mm_storeu_si128((__m128i *)dhi, _mm512_castsi512_si128(_mm512_permutexvar_epi64(q57, b)));
+  return _mm512_maddubs_epi16(b, join);
+}
+
+/* lo48f_hi16_joined with its nibble bytes stored as in codes_lo48_hi16 */
+static inline __attribute__((always_inline)) void codes_lo48f_hi16(const void *src, const int f16, const codes_k *kl,
+                                                                   const codes_k *kh, __m512i mq, uint8_t *dlo,
+                                                                   uint8_t *dhi, int full) {
+  const __m512i perm = _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m256i n4 = _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, lo48f_hi16_joined(src, f16, kl, kh, mq, dhi)));
+  if (full) _mm256_storeu_si256((__m256i *)dlo, n4);
+  else _mm256_mask_storeu_epi8(dlo, (__mmask32)0x00FFFFFFu, n4);
 }
 
 /* pp: the part's parameters in the scratch (QP_* arrays Pa floats apart) */
@@ -853,10 +861,22 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
     if (nlo == 64) {
       if (next)
         for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + b, _MM_HINT_T1);
-      if (kl.folded)
-        codes_step_lo16(src, f16, &kl, maxq_lo, dlo);
-      else
-        codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, &kl, maxq_lo, 1, dlo);
+      if (kl.folded) {
+        /* the group's 56 nibble bytes as one pack and one vpermd, as codes_step_lo16_2 (lo16_joined's
+         * words, then the joint step's: their last 8 bytes, junk, land on the next group's first codes,
+         * which its store writes afterwards; the row's last group stores 56). Alternating processes, 1
+         * thread, K = 4096 in cache: 0.965x the time */
+        const __m512i perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+        const __m512i m1 = lo16_joined(src, f16, &kl, maxq_lo);
+        if (next)
+          for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + 64 * esz + b, _MM_HINT_T1);
+        const __m512i m2 = lo48f_hi16_joined(src + 64 * esz, f16, &kl, &kh, mq_f, dhi);
+        const __m512i o = _mm512_permutexvar_epi32(perm2, _mm512_packus_epi16(m1, m2));
+        if (g + 1 < G) _mm512_storeu_si512(dlo, o);
+        else _mm512_mask_storeu_epi8(dlo, (__mmask64)0x00FFFFFFFFFFFFFFull, o);
+        continue;
+      }
+      codes_step(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 64, 4, &kl, maxq_lo, 1, dlo);
     } else if (nlo > 0) {
       codes_avx512(f16 ? NULL : (const float *)src, f16 ? (const uint16_t *)src : NULL, 0, nlo, sc, Pa, maxq_lo, 1,
                    dlo, next ? next + g * gb : NULL, esz);
