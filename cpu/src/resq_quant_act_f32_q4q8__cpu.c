@@ -678,7 +678,8 @@ static inline __attribute__((always_inline)) void codes_step_lo16(const void *sr
                       _mm512_cvtepi16_epi8(_mm512_permutexvar_epi32(perm, lo16_joined(src, f16, k, vmaxq))));
 }
 
-/* Two folded steps (128 channels, 64 bytes): one vpackuswb of the two word
+/* The 64 nibble bytes of two steps' joined words (two folded steps, 128 channels:
+ * codes_step_lo16_2; or a group of 128's two steps: joint_codes): one vpackuswb of the two word
  * vectors and one vpermd in place of two vpermd and two vpmovwb, which all
  * issue to the one shuffle pipe that the f16 conversions use too (a pair of
  * them runs at half the rate of either: cpu/README). With the group of 4
@@ -688,12 +689,15 @@ static inline __attribute__((always_inline)) void codes_step_lo16(const void *sr
  * The word values are 0..255 (two nibbles), so the signed-saturating pack
  * keeps them. Alternating processes, 1 thread, K = 4096 in cache: per token
  * and r = 0 0.955-0.96x the time; 2 threads, 2048 rows: 0.96x. */
+static inline __attribute__((always_inline)) __m512i nibbles_of_pair(__m512i m1, __m512i m2) {
+  const __m512i perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_epi32(perm2, _mm512_packus_epi16(m1, m2));
+}
 static inline __attribute__((always_inline)) void codes_step_lo16_2(const void *src, const int f16, const codes_k *k,
                                                                     __m512i vmaxq, uint8_t *dst) {
-  const __m512i perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   const __m512i m1 = lo16_joined(src, f16, k, vmaxq);
   const __m512i m2 = lo16_joined((const char *)src + 64 * (f16 ? 2 : 4), f16, k, vmaxq);
-  _mm512_storeu_si512(dst, _mm512_permutexvar_epi32(perm2, _mm512_packus_epi16(m1, m2)));
+  _mm512_storeu_si512(dst, nibbles_of_pair(m1, m2));
 }
 
 /* The last 64 channels of a group whose lo part ends in 48 channels and whose
@@ -862,16 +866,15 @@ static inline __attribute__((always_inline)) void joint_codes(const float *x32, 
       if (next)
         for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + b, _MM_HINT_T1);
       if (kl.folded) {
-        /* the group's 56 nibble bytes as one pack and one vpermd, as codes_step_lo16_2 (lo16_joined's
+        /* the group's 56 nibble bytes as one pack and one vpermd, nibbles_of_pair (lo16_joined's
          * words, then the joint step's: their last 8 bytes, junk, land on the next group's first codes,
          * which its store writes afterwards; the row's last group stores 56). Alternating processes, 1
          * thread, K = 4096 in cache: 0.965x the time */
-        const __m512i perm2 = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
         const __m512i m1 = lo16_joined(src, f16, &kl, maxq_lo);
         if (next)
           for (int b = 0; b < 64 * esz; b += 64) _mm_prefetch(next + g * gb + 64 * esz + b, _MM_HINT_T1);
         const __m512i m2 = lo48f_hi16_joined(src + 64 * esz, f16, &kl, &kh, mq_f, dhi);
-        const __m512i o = _mm512_permutexvar_epi32(perm2, _mm512_packus_epi16(m1, m2));
+        const __m512i o = nibbles_of_pair(m1, m2);
         if (g + 1 < G) _mm512_storeu_si512(dlo, o);
         else _mm512_mask_storeu_epi8(dlo, (__mmask64)0x00FFFFFFFFFFFFFFull, o);
         continue;
