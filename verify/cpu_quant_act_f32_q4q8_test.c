@@ -148,6 +148,7 @@ static void case_shapes(void) {
       {64, 32, 5, 1, 1, 100, 4},        {4096, 4096, 512, 4, 8, 95, 2},   {17, 17, 16, 4, 8, 100, 3},
       {1024, 64, 16, 4, 8, 100, 5}, /* lo part of exactly 48: the joint lo + hi step with no lo step before it */
       {1536, 192, 16, 4, 8, 100, 7}, /* lo part of 176: two whole blocks of 64 before the joint block */
+      {5504, 128, 16, 4, 8, 100, 3}, /* 43 groups of 128: 5 whole blocks of 8 (chunks of 4 and 1), then 3 groups */
   };
   for (size_t c = 0; c < sizeof cfg / sizeof cfg[0]; c++) {
     resq_qact_params p = params_of(cfg[c]);
@@ -265,7 +266,7 @@ static void case_extreme(void) {
 /* Groups of 128 (r = 16) whose lo part is all zero beside hi parts under
  * clip 0.001. An all-zero part gets the range [-1, 1] and max |x| = 0, so
  * the AVX-512 path codes it in the folded 4-bit form whatever the clip, and
- * the joint step of such a group (codes_lo48f_hi16) then meets hi codes up to
+ * the joint step of such a group (lo48f_hi16_joined) then meets hi codes up to
  * about +-1.3e5, past int16 before their clamp. Rows: lo parts all zero in
  * every group, or in every other group (the others normal). */
 static void case_folded_lo_tiny_clip(void) {
