@@ -329,7 +329,7 @@ static void run_quant(const char *c, const char *params, int kv) {
   }
 #endif
   if (kv) {
-    long long T, H, hd;
+    long long T = 0, H = 0, hd = 0; /* read only when ok, but K = H * hd is formed first */
     ok = !golden_param_i64(params, "T", &T) && !golden_param_i64(params, "H", &H) &&
          !golden_param_i64(params, "hd", &hd);
     K = H * hd;

@@ -14,20 +14,32 @@
 #define RESQ_CPU_X86 1
 /* Functions between RESQ_AVX512_BEGIN and RESQ_AVX512_END are compiled for the
  * AVX-512 path only; they run only after resq_cpu_active_isa() returned
- * RESQ_CPU_ISA_AVX512 (CPUID checked). -ffp-contract=off still applies there. */
-#define RESQ_AVX512_BEGIN \
-  _Pragma("GCC push_options") _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2\")")
-#define RESQ_AVX512_END _Pragma("GCC pop_options")
-/* The same for the AVX2 level (resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2, or
- * AVX-512 CPUs told to use it). FMA is enabled for the target, not used: the
- * kernels multiply and add separately like the reference, -ffp-contract=off. */
-#define RESQ_AVX2_BEGIN _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma,f16c,bmi,bmi2\")")
-#define RESQ_AVX2_END _Pragma("GCC pop_options")
-/* The AMX level's kernels (resq_cpu_active_isa() == RESQ_CPU_ISA_AMX only). */
-#define RESQ_AMX_BEGIN                                                                                        \
-  _Pragma("GCC push_options")                                                                                \
-      _Pragma("GCC target(\"avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2,amx-tile,amx-int8\")")
-#define RESQ_AMX_END _Pragma("GCC pop_options")
+ * RESQ_CPU_ISA_AVX512 (CPUID checked). -ffp-contract=off still applies there.
+ * The AVX2 level's region is used when resq_cpu_active_isa() == RESQ_CPU_ISA_AVX2
+ * (or AVX-512 CPUs told to use it); FMA is enabled for that target, not used:
+ * the kernels multiply and add separately like the reference. The AMX region
+ * holds the AMX level's kernels (resq_cpu_active_isa() == RESQ_CPU_ISA_AMX).
+ * GCC takes the target from "#pragma GCC target"; clang ignores that pragma and
+ * takes the same feature list as a target attribute pushed onto every function
+ * of the region ("#pragma clang attribute"). The feature strings are the same. */
+#define RESQ_TARGET_AVX512 "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2"
+#define RESQ_TARGET_AVX2 "avx2,fma,f16c,bmi,bmi2"
+#define RESQ_TARGET_AMX "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,f16c,avx2,bmi,bmi2,amx-tile,amx-int8"
+#define RESQ_TARGET_PRAGMA_(x) _Pragma(#x)
+#if defined(__clang__)
+#define RESQ_TARGET_BEGIN_(features) \
+  RESQ_TARGET_PRAGMA_(clang attribute push(__attribute__((target(features))), apply_to = function))
+#define RESQ_TARGET_END_ _Pragma("clang attribute pop")
+#else
+#define RESQ_TARGET_BEGIN_(features) _Pragma("GCC push_options") RESQ_TARGET_PRAGMA_(GCC target(features))
+#define RESQ_TARGET_END_ _Pragma("GCC pop_options")
+#endif
+#define RESQ_AVX512_BEGIN RESQ_TARGET_BEGIN_(RESQ_TARGET_AVX512)
+#define RESQ_AVX512_END RESQ_TARGET_END_
+#define RESQ_AVX2_BEGIN RESQ_TARGET_BEGIN_(RESQ_TARGET_AVX2)
+#define RESQ_AVX2_END RESQ_TARGET_END_
+#define RESQ_AMX_BEGIN RESQ_TARGET_BEGIN_(RESQ_TARGET_AMX)
+#define RESQ_AMX_END RESQ_TARGET_END_
 #else
 #define RESQ_CPU_X86 0
 #endif

@@ -139,16 +139,20 @@ static void had_row_generic(const had_plan *hp, const float *x32, const uint16_t
 #if RESQ_CPU_X86
 RESQ_AVX2_BEGIN
 
-static inline __attribute__((always_inline)) __m256 a2_stage(__m256 v, __m256 partner, const int upper) {
-  /* lower lanes: v + partner = a + b; upper lanes: partner - v = a - b */
-  return _mm256_blend_ps(_mm256_add_ps(v, partner), _mm256_sub_ps(partner, v), upper);
-}
+/* lower lanes: v + partner = a + b; upper lanes: partner - v = a - b. A macro,
+ * not a function: the blend's lane mask must be an integer constant expression
+ * where the intrinsic is written (clang checks that before inlining). */
+#define A2_STAGE(v, partner, upper) \
+  _mm256_blend_ps(_mm256_add_ps((v), (partner)), _mm256_sub_ps((partner), (v)), (upper))
 
 /* stages h = 1, 2, 4 inside one vector */
 static inline __attribute__((always_inline)) __m256 a2_intra(__m256 v) {
-  v = a2_stage(v, _mm256_permute_ps(v, 0xB1), 0xAA);         /* h = 1 */
-  v = a2_stage(v, _mm256_permute_ps(v, 0x4E), 0xCC);         /* h = 2 */
-  return a2_stage(v, _mm256_permute2f128_ps(v, v, 0x01), 0xF0); /* h = 4 */
+  __m256 p = _mm256_permute_ps(v, 0xB1);
+  v = A2_STAGE(v, p, 0xAA); /* h = 1 */
+  p = _mm256_permute_ps(v, 0x4E);
+  v = A2_STAGE(v, p, 0xCC); /* h = 2 */
+  p = _mm256_permute2f128_ps(v, v, 0x01);
+  return A2_STAGE(v, p, 0xF0); /* h = 4 */
 }
 
 /* a = v[j], b = v[j + h] -> (a + b, a - b) */
