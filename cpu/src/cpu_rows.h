@@ -50,6 +50,9 @@ typedef struct had_plan {
   /* m = 512: 1 runs the ninth stage as its own pass over t instead of inside the
    * first pass (RESQ_CPU_HAD_F9=0 when planned; for A/B timing and the tests) */
   int no_f9;
+  /* K = 28: the mix with its signs compiled in (mix28_all in resq_hadamard_f32__cpu.c);
+   * RESQ_CPU_HAD_K28=0 when planned keeps the table-driven mix (A/B timing, the tests) */
+  int k28;
 } had_plan;
 
 /* Position of element i of the row in t (its block c = i / m starts at c * ms) */
