@@ -57,6 +57,10 @@ cpu_hadamard_f9_upper_sign_avx512~~Q~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard
 cpu_hadamard_cross_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~          v[q + hs] = _mm512_fnmadd_ps(b, _mm512_set1_ps(1.0f), a);~~          v[q + hs] = _mm512_fnmadd_ps(a, _mm512_set1_ps(1.0f), b);
 cpu_hadamard_first_pass_sub_swapped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~v[q + hs] = _mm512_fnmadd_ps(b, one, a);~~v[q + hs] = _mm512_fnmadd_ps(a, one, b);
 cpu_hadamard_mix_add_rows_sign_dropped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~acc[ai][bi] = _mm512_add_ps(acc[ai][bi], _mm512_xor_ps(v[bi], zv));~~acc[ai][bi] = _mm512_add_ps(acc[ai][bi], v[bi]); (void)zv;
+cpu_hadamard_mix28_class_stepped_twice_avx512~~Q~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~      if (HAD28_REP(a, c - 1) != a) continue;~~      if (HAD28_REP(a, c) != a) continue;
+cpu_hadamard_mix28_new_class_sign_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~      if ((HAD28_NM(a) >> c) & 1u) MIX28_SUB3(~~      if (!((HAD28_NM(a) >> c) & 1u)) MIX28_SUB3(
+cpu_hadamard_mix28_fma_rows_sign_dropped_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~        if (neg) MIX28_FNMA(acc[a], v, one);~~        if (neg) MIX28_FMA(acc[a], v, one);
+cpu_hadamard_mix28_table_entry_avx512~~F~~cpu/src/resq_hadamard_f32__cpu.c~~hadamard~~0x4f293c8,~~0x4f293c9,
 cpu_thread_range_drops_remainder~~Q~~cpu/src/cpu_internal.h~~cpu~~  *e = *b + q + (tid < rem ? 1 : 0);~~  *e = *b + q;
 cpu_gemm_group_scale_of_group0_avx512~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~    const float *xs = (hi ? a->xs_hi : a->xs_lo) + tm->g, *ws = hi ? a->ws_hi : a->ws_lo;~~    const float *xs = (hi ? a->xs_hi : a->xs_lo), *ws = hi ? a->ws_hi : a->ws_lo;
 cpu_gemm_drop_zero_point_generic~~F~~cpu/src/resq_gemm_q4q8_f16__cpu.c~~gemm~~      float t = (av * ws[l]) * (float)(acc[i][l] - z * wsum[l]);~~      float t = (av * ws[l]) * (float)(acc[i][l]); (void)z;

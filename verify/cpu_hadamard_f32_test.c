@@ -97,11 +97,14 @@ static void check_shape(resq_rng *r, int64_t rows, int64_t n, int64_t extra, int
 }
 
 /* m = 512 rows in both forms: the ninth stage inside the first pass (default) and as
- * its own pass over the scratch (RESQ_CPU_HAD_F9=0) */
+ * its own pass over the scratch (RESQ_CPU_HAD_F9=0); in the same two passes K = 28
+ * with the compiled-in mix (default) and the table-driven one (RESQ_CPU_HAD_K28=0) */
 static int g_f9 = 1;
 static void set_f9(int v) {
   g_f9 = v;
   setenv("RESQ_CPU_HAD_F9", v ? "1" : "0", 1);
+  /* and K = 28 (n = 28 x 2^k) with its compiled-in mix (default) or the table-driven one */
+  setenv("RESQ_CPU_HAD_K28", v ? "1" : "0", 1);
 }
 
 static void case_orders(void) {
@@ -116,7 +119,7 @@ static void case_orders(void) {
       int64_t n = orders[i] * ms[j], m;
       int K;
       if (resq_hadamard_factor(n, &K, &m) != RESQ_OK) continue; /* e.g. 60*... taken by another order */
-      rc_note("n=%lld (K=%d, m=%lld) RESQ_CPU_HAD_F9=%d", (long long)n, K, (long long)m, g_f9);
+      rc_note("n=%lld (K=%d, m=%lld) RESQ_CPU_HAD_F9=%d RESQ_CPU_HAD_K28=%d", (long long)n, K, (long long)m, g_f9, g_f9);
       check_shape(&r, (int64_t)(1 + j % 3), n, (int64_t)(j % 2) * 5, (int)(j % 2), (int)(j % 3));
     }
   }
@@ -134,7 +137,7 @@ static void case_llm_sizes(void) {
                                    * (256), then 1 or 3 more strides */
                                   {256, 3},   {512, 2},   {2048, 2}};
   for (size_t i = 0; i < sizeof ns / sizeof ns[0]; i++) {
-    rc_note("n=%lld rows=%lld RESQ_CPU_HAD_F9=%d", (long long)ns[i][0], (long long)ns[i][1], g_f9);
+    rc_note("n=%lld rows=%lld RESQ_CPU_HAD_F9=%d RESQ_CPU_HAD_K28=%d", (long long)ns[i][0], (long long)ns[i][1], g_f9, g_f9);
     check_shape(&r, ns[i][1], ns[i][0], 3, (int)(i % 2), 1);
     check_shape(&r, ns[i][1], ns[i][0], 0, (int)((i + 1) % 2), 2);
   }
@@ -425,6 +428,7 @@ int main(int argc, char **argv) {
     case_llm_sizes();
   }
   unsetenv("RESQ_CPU_HAD_F9");
+  unsetenv("RESQ_CPU_HAD_K28");
   case_errors();
   case_special_values();
   case_streamed();

@@ -41,7 +41,7 @@ static float *g_sgz[sizeof k_orders / sizeof k_orders[0]];   /* the same as -0.0
 /* The signs of hadK for K = 28, compiled in for mix28_all: bit c of
  * k_had28_neg[a] is 1 where hadK[a][c] = -1. It is ref/src/hadamard_tables.c's
  * had28, checked entry by entry against resq_hadamard_k_entry when a plan is
- * made (had_plan.k28; a mismatch leaves the table-driven mix_t). */
+ * made (a mismatch fails the call with RESQ_ERR_INTERNAL). */
 static const uint32_t k_had28_neg[28] = {
     0x0004000, 0x4f293c8, 0x9e52790, 0x3ca8f22, 0x7951e44, 0xf2a3c88, 0xe54b912, 0xca9b226, 0x953a44e, 0x2a7889e,
     0x54f113c, 0xa9e2278, 0x53c84f2, 0xa7909e4, 0xfffc001, 0xb0dd3ca, 0x61be794, 0xc374f2a, 0x86ede54, 0x0ddfca8,
@@ -91,11 +91,28 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
     hp->sgz_p = g_sgz[i];
   }
 #if RESQ_CPU_X86
-  if (K == 28 && resq_cpu_env_i64("RESQ_CPU_HAD_K28", 1, 0) != 0) {
-    hp->k28 = 1;
-    for (int a = 0; a < 28; a++)
-      for (int c = 0; c < 28; c++)
-        if ((int)HAD28_NEG(a, c) != (resq_hadamard_k_entry(28, a, c) < 0)) hp->k28 = 0;
+  if (K == 28) {
+    /* checked once (under the call lock, like the tables). A mismatch is a defect of
+     * this file, not of the input: fail loudly rather than fall back to mix_t, which
+     * would hide it behind a slower, still exact, path */
+    static int checked, bad = -1;
+    if (!checked) {
+      for (int e = 0; e < 28 * 28 && bad < 0; e++)
+        if ((int)HAD28_NEG(e / 28, e % 28) != (resq_hadamard_k_entry(28, e / 28, e % 28) < 0)) bad = e;
+      checked = 1;
+    }
+    if (bad >= 0)
+      return resq_fail(RESQ_ERR_INTERNAL, "hadamard (cpu): compiled K = 28 signs differ from the reference's at (%d, %d)",
+                       bad / 28, bad % 28);
+    /* clang 14 builds mix28_col exact but slow (not every loop unrolled, the
+     * accumulators through the stack: 14336 x 64 rows in 6.7 ms against GCC 12's
+     * 0.49 ms, and its build of mix_t 1.5 ms), so there the table-driven mix is the
+     * default; the tests set RESQ_CPU_HAD_K28 and run both under either compiler */
+#if defined(__clang__)
+    hp->k28 = resq_cpu_env_i64("RESQ_CPU_HAD_K28", 0, 0) != 0;
+#else
+    hp->k28 = resq_cpu_env_i64("RESQ_CPU_HAD_K28", 1, 0) != 0;
+#endif
   }
 #endif
   return RESQ_OK;
@@ -508,6 +525,12 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
 #define HAD28_SAME(x, a, c) (((HAD28_NM(x) ^ HAD28_NM(a)) & ((2u << (c)) - 1u)) == 0u)
 #define HAD28_REP(a, c) (HAD28_SAME(0, a, c) ? 0 : HAD28_SAME(1, a, c) ? 1 : HAD28_SAME(2, a, c) ? 2 : HAD28_SAME(3, a, c) ? 3 : HAD28_SAME(4, a, c) ? 4 : HAD28_SAME(5, a, c) ? 5 : HAD28_SAME(6, a, c) ? 6 : HAD28_SAME(7, a, c) ? 7 : HAD28_SAME(8, a, c) ? 8 : HAD28_SAME(9, a, c) ? 9 : HAD28_SAME(10, a, c) ? 10 : HAD28_SAME(11, a, c) ? 11 : HAD28_SAME(12, a, c) ? 12 : HAD28_SAME(13, a, c) ? 13 : HAD28_SAME(14, a, c) ? 14 : HAD28_SAME(15, a, c) ? 15 : HAD28_SAME(16, a, c) ? 16 : HAD28_SAME(17, a, c) ? 17 : HAD28_SAME(18, a, c) ? 18 : HAD28_SAME(19, a, c) ? 19 : HAD28_SAME(20, a, c) ? 20 : HAD28_SAME(21, a, c) ? 21 : HAD28_SAME(22, a, c) ? 22 : HAD28_SAME(23, a, c) ? 23 : HAD28_SAME(24, a, c) ? 24 : HAD28_SAME(25, a, c) ? 25 : HAD28_SAME(26, a, c) ? 26 : 27)
 #define MIX28_ADD3(dst, src, v) __asm__ volatile("vaddps %2, %1, %0" : "=v"(dst) : "v"(src), "v"(v))
+/* every loop of mix28_col unrolled completely (the signs and classes become constants) */
+#if defined(__clang__)
+#define MIX28_UNROLL(n) _Pragma("clang loop unroll(full)")
+#else
+#define MIX28_UNROLL(n) RESQ_TARGET_PRAGMA_(GCC unroll n)
+#endif
 #define MIX28_SUB3(dst, src, v) __asm__ volatile("vsubps %2, %1, %0" : "=v"(dst) : "v"(src), "v"(v))
 
 static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t j, __m512 *am, const int Y) {
@@ -516,18 +539,18 @@ static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t 
   const __m512 one = _mm512_set1_ps(1.0f), mone = _mm512_set1_ps(-1.0f);
   __m512 acc[28], v;
   MIX28_LOAD(v, u); /* column 0: acc = +-u_0, one class per sign */
-  _Pragma("GCC unroll 28") for (int a = 0; a < 28; a++) if (HAD28_REP(a, 0) == a) acc[a] =
+  MIX28_UNROLL(28) for (int a = 0; a < 28; a++) if (HAD28_REP(a, 0) == a) acc[a] =
       (HAD28_NM(a) & 1u) ? _mm512_mul_ps(v, mone) : v; /* as mix_t: the product by -1 is exact */
-  _Pragma("GCC unroll 27") for (int c = 1; c < 28; c++) {
+  MIX28_UNROLL(27) for (int c = 1; c < 28; c++) {
     MIX28_LOAD(v, u + c * ms);
     /* new classes first: they read their parent's nu before its own step */
-    _Pragma("GCC unroll 28") for (int a = 1; a < 28; a++) {
+    MIX28_UNROLL(28) for (int a = 1; a < 28; a++) {
       if (HAD28_REP(a, c) != a || HAD28_REP(a, c - 1) == a) continue;
       if ((HAD28_NM(a) >> c) & 1u) MIX28_SUB3(acc[a], acc[HAD28_REP(a, c - 1)], v);
       else MIX28_ADD3(acc[a], acc[HAD28_REP(a, c - 1)], v);
     }
     /* the classes that go on, in place: even rows on the FMA pipes, odd on the add pipes */
-    _Pragma("GCC unroll 28") for (int a = 0; a < 28; a++) {
+    MIX28_UNROLL(28) for (int a = 0; a < 28; a++) {
       if (HAD28_REP(a, c - 1) != a) continue;
       const int neg = (int)((HAD28_NM(a) >> c) & 1u);
       if (a % 2 == 0) {
@@ -540,7 +563,7 @@ static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t 
     }
   }
   /* after column 27 every row is its own class */
-  _Pragma("GCC unroll 28") for (int a = 0; a < 28; a++) put_out(io, (int64_t)a * m + j, acc[a], am, Y);
+  MIX28_UNROLL(28) for (int a = 0; a < 28; a++) put_out(io, (int64_t)a * m + j, acc[a], am, Y);
 }
 
 /* The K = 28 mix of a row. */
