@@ -478,60 +478,65 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
 }
 
 /* The mix for K = 28 (n = 28 x 2^k: 14336, Llama-3-8B's and Mistral-7B's MLP
- * width, and 28672, Llama-3-70B's) with its signs compiled in. mix_t's add rows
- * need a vxorps per step to negate u, and the xors compete with the adds and
- * FMAs for the vector pipes: one row in four on the add pipes measured best
- * there, 0.75 cycles per step on the FMA pipes. With the sign of every (a, c)
- * known to the compiler, a step is one of acc + u, acc - u (vaddps, vsubps: the
- * add pipes) or fma(u, 1, acc), fnma(u, 1, acc) = acc - u (the FMA pipes), all
- * exact like the reference's acc = acc + (+-u_c) (the product by 1 is exact,
- * and x - y is x + (-y) in IEEE arithmetic, signed zeros included), with no
- * xor and no sign operand: half of every block's rows on each pipe pair, 0.5
- * cycles per step at best. The loops over the 7 blocks of 4 rows and the 27
- * columns are unrolled (about 3,800 instructions, inside the op cache), so
- * every sign is a constant (k_had28_neg, in the plan section). */
-
-/* All 28 rows of the K = 28 mix at positions j .. j + 15: 28 accumulators, u_c
- * loaded once per column c, even rows on the FMA pipes, odd rows on the add
- * pipes. The signs make the code unique per (a, c), so the code is what limits
- * the tile: one column vector for all rows is 27 loads and 756 register-only
+ * width, and 28672, Llama-3-70B's) with its signs compiled in.
+ *
+ * Why: mix_t's add rows need a vxorps per step to negate u, and the xors
+ * compete with the adds and FMAs for the vector pipes; one row in four on the
+ * add pipes measured best there, 0.75 cycles per step on the FMA pipes. With
+ * the sign of every (a, c) known to the compiler, a step is acc + u or acc - u
+ * (vaddps, vsubps: the add pipes) or fma(u, 1, acc) or fnma(u, 1, acc) (the FMA
+ * pipes). All four are exact like the reference's acc = acc + (+-u_c): the
+ * product by 1 is exact, and x - y is x + (-y) in IEEE arithmetic, signed
+ * zeros included. No xor, no sign operand: even rows go to the FMA pipes, odd
+ * rows to the add pipes. Every loop of mix28_col is unrolled, so every sign
+ * (k_had28_neg, in the plan section) and every class below is a constant.
+ *
+ * The tile: all 28 rows at positions j .. j + 15, 28 accumulators, u_c loaded
+ * once per column c. The signs make the code unique per (a, c), so the code
+ * size is what limits the tile: this one is 27 loads and 637 register-only
  * steps (about 5 KiB). Blocks of 4 rows x 4 vectors (mix_t's tile) unrolled
- * the same way were about 3,800 instructions, most with a 32-bit
- * displacement (~35 KiB, beyond the 32 KiB L1i): 1.23x the time of mix_t. */
-/* One step of mix28_col as written: the instruction (and so the pipe) is the
- * one named, and volatile keeps the steps and loads in source order. As plain
- * intrinsics GCC merged rows with equal sign prefixes, turned some steps into
- * vfmsub, and hoisted the 27 loads ahead of the steps: 30 live vectors became
- * ~190 spills per column and 1.1-1.25x the time of mix_t. */
+ * the same way were about 3,800 instructions, most with a 32-bit displacement
+ * (~35 KiB, beyond the 32 KiB L1i): 1.23x the time of mix_t.
+ *
+ * Shared prefixes: rows whose signs agree on columns 0..c have bit-identical
+ * partial sums there (the same steps in the same order), so the mix keeps one
+ * accumulator per class of such rows. Column c's step is acc = acc +
+ * hadK[a][c] u_c for every class; a class that splits at column c gives its
+ * new part a new register, acc' = acc_parent + hadK[a'][c] u_c. HAD28_REP(a, c)
+ * is the class of row a after columns 0..c, named by its first row. K = 28 has
+ * 2, 3, 5, 9, 14, 18, 21, 22, ... classes after columns 0, 1, 2, ...: 637 steps
+ * where the rows alone take 756 (0.84x). Rows with opposite signs are not
+ * merged (one accumulator and a negation at the end): exact cancellation gives
+ * +0 whatever the signs of the terms, so -(a + b) and (-a) + (-b) differ when
+ * a = -b (the special-values test's zero rows caught that); merged, 633 steps.
+ *
+ * The steps are inline asm: the instruction (and so the pipe) is the one
+ * named, and volatile keeps the steps and loads in source order. As plain
+ * intrinsics GCC merged rows, turned some steps into vfmsub, and hoisted the 27
+ * loads ahead of the steps: 30 live vectors became ~190 spills per column and
+ * 1.1-1.25x the time of mix_t. */
 #define MIX28_LOAD(v, p) __asm__ volatile("vmovaps %1, %0" : "=v"(v) : "m"(*(const __m512 *)(p)))
 #define MIX28_FMA(acc, v, one) __asm__ volatile("vfmadd231ps %2, %1, %0" : "+v"(acc) : "v"(v), "v"(one))
 #define MIX28_FNMA(acc, v, one) __asm__ volatile("vfnmadd231ps %2, %1, %0" : "+v"(acc) : "v"(v), "v"(one))
 #define MIX28_ADD(acc, v) __asm__ volatile("vaddps %1, %0, %0" : "+v"(acc) : "v"(v))
 #define MIX28_SUB(acc, v) __asm__ volatile("vsubps %1, %0, %0" : "+v"(acc) : "v"(v))
-
-/* Rows whose signs agree on columns 0..c have bit-identical partial sums there
- * (the same steps in the same order), so the mix keeps one accumulator per
- * class of such rows. Column c's step is acc = acc + hadK[a][c] u_c for every
- * class; a class that splits at column c gives its new part a new register,
- * acc' = acc_parent + hadK[a'][c] u_c. HAD28_REP(a, c) is the class of row a
- * after columns 0..c, named by its first row; all of this is constant
- * expressions. K = 28 has 2, 3, 5, 9, 14, 18, 21, 22, ... classes after columns
- * 0, 1, 2, ...: 637 steps where the rows alone take 756 (0.84x). Rows with
- * opposite signs are not merged (one accumulator and a negation at the end):
- * exact cancellation gives +0 whatever the signs of the terms, so -(a + b) and
- * (-a) + (-b) differ when a = -b (the special-values test's zero rows caught
- * that); merged, 633 steps. */
-#define HAD28_NM(a) (k_had28_neg[(a)])
-#define HAD28_SAME(x, a, c) (((HAD28_NM(x) ^ HAD28_NM(a)) & ((2u << (c)) - 1u)) == 0u)
-#define HAD28_REP(a, c) (HAD28_SAME(0, a, c) ? 0 : HAD28_SAME(1, a, c) ? 1 : HAD28_SAME(2, a, c) ? 2 : HAD28_SAME(3, a, c) ? 3 : HAD28_SAME(4, a, c) ? 4 : HAD28_SAME(5, a, c) ? 5 : HAD28_SAME(6, a, c) ? 6 : HAD28_SAME(7, a, c) ? 7 : HAD28_SAME(8, a, c) ? 8 : HAD28_SAME(9, a, c) ? 9 : HAD28_SAME(10, a, c) ? 10 : HAD28_SAME(11, a, c) ? 11 : HAD28_SAME(12, a, c) ? 12 : HAD28_SAME(13, a, c) ? 13 : HAD28_SAME(14, a, c) ? 14 : HAD28_SAME(15, a, c) ? 15 : HAD28_SAME(16, a, c) ? 16 : HAD28_SAME(17, a, c) ? 17 : HAD28_SAME(18, a, c) ? 18 : HAD28_SAME(19, a, c) ? 19 : HAD28_SAME(20, a, c) ? 20 : HAD28_SAME(21, a, c) ? 21 : HAD28_SAME(22, a, c) ? 22 : HAD28_SAME(23, a, c) ? 23 : HAD28_SAME(24, a, c) ? 24 : HAD28_SAME(25, a, c) ? 25 : HAD28_SAME(26, a, c) ? 26 : 27)
 #define MIX28_ADD3(dst, src, v) __asm__ volatile("vaddps %2, %1, %0" : "=v"(dst) : "v"(src), "v"(v))
-/* every loop of mix28_col unrolled completely (the signs and classes become constants) */
+#define MIX28_SUB3(dst, src, v) __asm__ volatile("vsubps %2, %1, %0" : "=v"(dst) : "v"(src), "v"(v))
 #if defined(__clang__)
 #define MIX28_UNROLL(n) _Pragma("clang loop unroll(full)")
 #else
 #define MIX28_UNROLL(n) RESQ_TARGET_PRAGMA_(GCC unroll n)
 #endif
-#define MIX28_SUB3(dst, src, v) __asm__ volatile("vsubps %2, %1, %0" : "=v"(dst) : "v"(src), "v"(v))
+#define HAD28_NM(a) (k_had28_neg[(a)])
+#define HAD28_SAME(x, a, c) (((HAD28_NM(x) ^ HAD28_NM(a)) & ((2u << (c)) - 1u)) == 0u)
+#define HAD28_REP(a, c) \
+  (HAD28_SAME(0, a, c) ? 0 : HAD28_SAME(1, a, c) ? 1 : HAD28_SAME(2, a, c) ? 2 : HAD28_SAME(3, a, c) ? 3 : \
+  HAD28_SAME(4, a, c) ? 4 : HAD28_SAME(5, a, c) ? 5 : HAD28_SAME(6, a, c) ? 6 : HAD28_SAME(7, a, c) ? 7 : \
+  HAD28_SAME(8, a, c) ? 8 : HAD28_SAME(9, a, c) ? 9 : HAD28_SAME(10, a, c) ? 10 : HAD28_SAME(11, a, c) ? 11 : \
+  HAD28_SAME(12, a, c) ? 12 : HAD28_SAME(13, a, c) ? 13 : HAD28_SAME(14, a, c) ? 14 : HAD28_SAME(15, a, c) ? 15 : \
+  HAD28_SAME(16, a, c) ? 16 : HAD28_SAME(17, a, c) ? 17 : HAD28_SAME(18, a, c) ? 18 : HAD28_SAME(19, a, c) ? 19 : \
+  HAD28_SAME(20, a, c) ? 20 : HAD28_SAME(21, a, c) ? 21 : HAD28_SAME(22, a, c) ? 22 : HAD28_SAME(23, a, c) ? 23 : \
+  HAD28_SAME(24, a, c) ? 24 : HAD28_SAME(25, a, c) ? 25 : HAD28_SAME(26, a, c) ? 26 : 27)
 
 static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t j, __m512 *am, const int Y) {
   const int64_t ms = io->hp->ms, m = io->hp->m;
@@ -543,7 +548,7 @@ static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t 
       (HAD28_NM(a) & 1u) ? _mm512_mul_ps(v, mone) : v; /* as mix_t: the product by -1 is exact */
   MIX28_UNROLL(27) for (int c = 1; c < 28; c++) {
     MIX28_LOAD(v, u + c * ms);
-    /* new classes first: they read their parent's nu before its own step */
+    /* new classes first: they read their parent's accumulator before its own step */
     MIX28_UNROLL(28) for (int a = 1; a < 28; a++) {
       if (HAD28_REP(a, c) != a || HAD28_REP(a, c - 1) == a) continue;
       if ((HAD28_NM(a) >> c) & 1u) MIX28_SUB3(acc[a], acc[HAD28_REP(a, c - 1)], v);
