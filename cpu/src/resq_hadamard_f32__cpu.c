@@ -47,6 +47,41 @@ static const uint32_t k_had28_neg[28] = {
     0x54f113c, 0xa9e2278, 0x53c84f2, 0xa7909e4, 0xfffc001, 0xb0dd3ca, 0x61be794, 0xc374f2a, 0x86ede54, 0x0ddfca8,
     0x1bb7952, 0x37672a6, 0x6ec654e, 0xdd84a9e, 0xbb0d53c, 0x761ea78, 0xec354f2, 0xd86e9e4};
 #define HAD28_NEG(a, c) ((k_had28_neg[(a)] >> (c)) & 1u)
+/* k_had28_rep[c][a]: the class of row a after columns 0..c (see mix28_col): the
+ * first row whose signs agree with row a's on columns 0..c. A table, not an
+ * expression of k_had28_neg: as a 28-way conditional per use, GCC's sanitizer
+ * build (ci/sanitize.sh) of this file took 6.3 minutes, with the table 3.7 (2.6
+ * before mix28). Checked against k_had28_neg with the signs when a plan is made. */
+static const uint8_t k_had28_rep[28][28] = {
+    {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+    {0, 0, 0, 3, 0, 0, 3, 3, 3, 3, 0, 0, 3, 0, 14, 3, 0, 3, 0, 0, 3, 3, 3, 3, 0, 0, 3, 0},
+    {0, 0, 0, 3, 4, 0, 3, 7, 7, 7, 4, 0, 3, 4, 14, 3, 4, 3, 4, 0, 3, 7, 7, 7, 4, 0, 3, 4},
+    {0, 1, 0, 3, 4, 1, 3, 7, 8, 8, 10, 1, 3, 4, 14, 15, 4, 15, 4, 1, 3, 7, 8, 8, 10, 1, 3, 4},
+    {0, 1, 2, 3, 4, 1, 6, 7, 8, 9, 10, 11, 6, 4, 14, 15, 16, 15, 16, 1, 6, 7, 8, 9, 10, 11, 6, 4},
+    {0, 1, 2, 3, 4, 1, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 16, 19, 6, 7, 8, 9, 10, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 7, 8, 9, 10, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 8, 9, 10, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 9, 10, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 10, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 11, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 12, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 13},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+    {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27},
+};
 
 resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_plan *hp) {
   int K;
@@ -97,12 +132,23 @@ resq_status resq_cpu_had_plan(int64_t n, const int8_t *signs, int avx512, had_pl
      * would hide it behind a slower, still exact, path */
     static int checked, bad = -1;
     if (!checked) {
-      for (int e = 0; e < 28 * 28 && bad < 0; e++)
-        if ((int)HAD28_NEG(e / 28, e % 28) != (resq_hadamard_k_entry(28, e / 28, e % 28) < 0)) bad = e;
+      for (int e = 0; e < 28 * 28 && bad < 0; e++) {
+        const int a = e / 28, c = e % 28;
+        const uint32_t pre = (2u << c) - 1u; /* columns 0..c */
+        int first = 0;
+        while (((k_had28_neg[first] ^ k_had28_neg[a]) & pre) != 0u) first++;
+        /* two separate tests, the reference's sign in a variable: written as one
+         * condition, (int)HAD28_NEG(a, c) != (resq_hadamard_k_entry(..) < 0) || rep != first,
+         * GCC 12.2 at -O1 and above dropped the call's result (it tested the bit alone:
+         * "mismatch" at (0, 14)); -fno-tree-ter, -O0 and clang were right */
+        const int ref_neg = resq_hadamard_k_entry(28, a, c) < 0;
+        if ((int)HAD28_NEG(a, c) != ref_neg) bad = e;
+        if (k_had28_rep[c][a] != first) bad = e;
+      }
       checked = 1;
     }
     if (bad >= 0)
-      return resq_fail(RESQ_ERR_INTERNAL, "hadamard (cpu): compiled K = 28 signs differ from the reference's at (%d, %d)",
+      return resq_fail(RESQ_ERR_INTERNAL, "hadamard (cpu): compiled K = 28 signs or classes differ from the reference's at (%d, %d)",
                        bad / 28, bad % 28);
     /* clang 14 builds mix28_col exact but slow (not every loop unrolled, the
      * accumulators through the stack: 14336 x 64 rows in 6.7 ms against GCC 12's
@@ -503,9 +549,9 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
  * accumulator per class of such rows. Column c's step is acc = acc +
  * hadK[a][c] u_c for every class; a class that splits at column c gives its
  * new part a new register, acc' = acc_parent + hadK[a'][c] u_c. HAD28_REP(a, c)
- * is the class of row a after columns 0..c, named by its first row. K = 28 has
- * 2, 3, 5, 9, 14, 18, 21, 22, ... classes after columns 0, 1, 2, ...: 637 steps
- * where the rows alone take 756 (0.84x). Rows with opposite signs are not
+ * is the class of row a after columns 0..c, named by its first row (k_had28_rep).
+ * K = 28 has 2, 3, 5, 9, 14, 18, 21, 22, ... classes after columns 0, 1, 2,
+ * ...: 637 steps where the rows alone take 756 (0.84x). Rows with opposite signs are not
  * merged (one accumulator and a negation at the end): exact cancellation gives
  * +0 whatever the signs of the terms, so -(a + b) and (-a) + (-b) differ when
  * a = -b (the special-values test's zero rows caught that); merged, 633 steps.
@@ -528,15 +574,7 @@ static inline __attribute__((always_inline)) void mix_t(had_io *io, const int A,
 #define MIX28_UNROLL(n) RESQ_TARGET_PRAGMA_(GCC unroll n)
 #endif
 #define HAD28_NM(a) (k_had28_neg[(a)])
-#define HAD28_SAME(x, a, c) (((HAD28_NM(x) ^ HAD28_NM(a)) & ((2u << (c)) - 1u)) == 0u)
-#define HAD28_REP(a, c) \
-  (HAD28_SAME(0, a, c) ? 0 : HAD28_SAME(1, a, c) ? 1 : HAD28_SAME(2, a, c) ? 2 : HAD28_SAME(3, a, c) ? 3 : \
-  HAD28_SAME(4, a, c) ? 4 : HAD28_SAME(5, a, c) ? 5 : HAD28_SAME(6, a, c) ? 6 : HAD28_SAME(7, a, c) ? 7 : \
-  HAD28_SAME(8, a, c) ? 8 : HAD28_SAME(9, a, c) ? 9 : HAD28_SAME(10, a, c) ? 10 : HAD28_SAME(11, a, c) ? 11 : \
-  HAD28_SAME(12, a, c) ? 12 : HAD28_SAME(13, a, c) ? 13 : HAD28_SAME(14, a, c) ? 14 : HAD28_SAME(15, a, c) ? 15 : \
-  HAD28_SAME(16, a, c) ? 16 : HAD28_SAME(17, a, c) ? 17 : HAD28_SAME(18, a, c) ? 18 : HAD28_SAME(19, a, c) ? 19 : \
-  HAD28_SAME(20, a, c) ? 20 : HAD28_SAME(21, a, c) ? 21 : HAD28_SAME(22, a, c) ? 22 : HAD28_SAME(23, a, c) ? 23 : \
-  HAD28_SAME(24, a, c) ? 24 : HAD28_SAME(25, a, c) ? 25 : HAD28_SAME(26, a, c) ? 26 : 27)
+#define HAD28_REP(a, c) ((int)k_had28_rep[(c)][(a)])
 
 static inline __attribute__((always_inline)) void mix28_col(had_io *io, int64_t j, __m512 *am, const int Y) {
   const int64_t ms = io->hp->ms, m = io->hp->m;
